@@ -1,0 +1,69 @@
+"""The backend interface: something that runs one static-shape stage graph.
+
+A :class:`Backend` loads each stage graph of a bundle into a
+:class:`StageRunner`; the scheduler only ever calls :meth:`StageRunner.run`.
+Backends differ in speed and in the exact floats they compute, which is why
+each names its :attr:`Backend.profile`: the container records the profile a
+file was encoded with, so a decoder whose floats diverge can say so.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import BackendError
+from ..manifest import StageGraph
+
+
+class StageRunner(ABC):
+    """Runs one stage graph on fixed shapes."""
+
+    def __init__(self, name: str, graph: StageGraph):
+        self.name = name
+        self.graph = graph
+
+    def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run the graph.
+
+        Args:
+            feed: One float32 array per graph input, by input name.
+
+        Returns:
+            One array per graph output, by output name.
+
+        Raises:
+            BackendError: an input is missing or has the wrong shape or dtype,
+                or the backend failed.
+        """
+        for spec in self.graph.inputs:
+            array = feed.get(spec.name)
+            if array is None:
+                raise BackendError(f"stage {self.name}: input {spec.name!r} is missing")
+            if array.shape != spec.shape or array.dtype != np.dtype(spec.dtype):
+                raise BackendError(
+                    f"stage {self.name}: input {spec.name!r} is {array.dtype}{list(array.shape)}, "
+                    f"the graph takes {spec.dtype}{list(spec.shape)}"
+                )
+        return self._run({spec.name: feed[spec.name] for spec in self.graph.inputs})
+
+    @abstractmethod
+    def _run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+
+
+class Backend(ABC):
+    """A way to run stage graphs: ONNX Runtime, TensorRT."""
+
+    #: Short name used on the command line.
+    name: str
+
+    @property
+    @abstractmethod
+    def profile(self) -> str:
+        """What determines this backend's floats: library, version, device, precision."""
+
+    @abstractmethod
+    def load(self, name: str, path: Path, graph: StageGraph) -> StageRunner:
+        """Prepare one stage graph for running."""

@@ -1,0 +1,169 @@
+"""Entropy coding of integer symbols against fixed probability tables.
+
+The coder never sees a raw float. Each symbol is coded against one *row* of a
+:class:`CategoricalTables`: a probability table over the integers
+``offset .. offset + length - 2`` plus a final escape bin. Rows are
+
+* for ẑ, one per channel (the factorized prior evaluated at export time);
+* for ŷ, one per entry of a :class:`ScaleTable`; a predicted Gaussian scale
+  selects the row of the smallest table scale that is at least as wide.
+
+Both sides load the very same float64 tables from the bundle, and constriction
+turns each row into a fixed-point model with deterministic integer arithmetic,
+so encoder and decoder agree exactly. Symbols are grouped by row and coded
+with one ``Categorical`` per row: a fixed model per call is ~1000x faster than
+per-symbol tables. A symbol outside its row's range is coded as the escape bin
+followed by its value under a uniform model over ±32767.
+
+Example:
+    >>> import numpy as np, constriction
+    >>> tables = CategoricalTables(np.array([[0.25, 0.5, 0.25, 1e-9]]), np.array([4]),
+    ...                            np.array([-1]))
+    >>> encoder = constriction.stream.queue.RangeEncoder()
+    >>> values, rows = np.array([0, 1, -1, 300], np.int32), np.zeros(4, np.int16)
+    >>> tables.encode(encoder, values, rows)
+    >>> decoder = constriction.stream.queue.RangeDecoder(encoder.get_compressed())
+    >>> tables.decode(decoder, rows).tolist()
+    [0, 1, -1, 300]
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import constriction
+import numpy as np
+
+from .errors import BitstreamError, BundleError, CodingError
+
+#: Escaped values are coded uniformly in [-ESCAPE_LIMIT, ESCAPE_LIMIT].
+ESCAPE_LIMIT = 2**15 - 1
+_ESCAPE_MODEL = constriction.stream.model.Uniform(2 * ESCAPE_LIMIT + 1)
+
+
+class CategoricalTables:
+    """Rows of integer-symbol probability tables, each ending in an escape bin.
+
+    Args:
+        pmfs: (rows, width) float64; row r uses ``pmfs[r, :lengths[r]]``, whose
+            last entry is the escape bin's probability.
+        lengths: (rows,) number of used entries per row, escape included (≥ 2).
+        offsets: (rows,) the symbol value of each row's entry 0.
+    """
+
+    def __init__(self, pmfs: np.ndarray, lengths: np.ndarray, offsets: np.ndarray):
+        self.pmfs = np.asarray(pmfs, dtype=np.float64)
+        self.lengths = np.asarray(lengths, dtype=np.int64)
+        self.offsets = np.asarray(offsets, dtype=np.int64)
+        rows, width = self.pmfs.shape
+        if self.lengths.shape != (rows,) or self.offsets.shape != (rows,):
+            raise BundleError("entropy tables: pmfs, lengths and offsets disagree in size")
+        if np.any(self.lengths < 2) or np.any(self.lengths > width):
+            raise BundleError("entropy tables: a row length is out of range")
+        if not np.all(np.isfinite(self.pmfs)) or np.any(self.pmfs < 0):
+            raise BundleError("entropy tables: probabilities must be finite and non-negative")
+        self._models = [
+            constriction.stream.model.Categorical(self.pmfs[r, : self.lengths[r]], perfect=False)
+            for r in range(rows)
+        ]
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        return {"pmfs": self.pmfs, "lengths": self.lengths, "offsets": self.offsets}
+
+    def _indices(self, values: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Table indices of values (escape index where out of range), and the escape mask."""
+        index = values.astype(np.int64) - self.offsets[rows]
+        escape_index = self.lengths[rows] - 1
+        escaped = (index < 0) | (index >= escape_index)
+        return np.where(escaped, escape_index, index).astype(np.int32), escaped
+
+    def encode(self, encoder, values: np.ndarray, rows: np.ndarray) -> None:
+        """Append values (int) to a constriction ``RangeEncoder``, value i under row rows[i].
+
+        Raises:
+            CodingError: a value lies outside ±:data:`ESCAPE_LIMIT`.
+        """
+        values = np.asarray(values).ravel()
+        rows = np.asarray(rows).ravel()
+        if values.size and np.abs(values).max() > ESCAPE_LIMIT:
+            raise CodingError(
+                f"a latent value ({int(np.abs(values).max())}) exceeds the codable range "
+                f"±{ESCAPE_LIMIT}; the model produces unusable latents for this input"
+            )
+        indices, escaped = self._indices(values, rows)
+        for row, members in _group_by_row(rows, len(self)):
+            encoder.encode(indices[members], self._models[row])
+        if escaped.any():
+            encoder.encode((values[escaped] + ESCAPE_LIMIT).astype(np.int32), _ESCAPE_MODEL)
+
+    def decode(self, decoder, rows: np.ndarray) -> np.ndarray:
+        """Read one value per entry of rows from a ``RangeDecoder``; returns int32."""
+        rows = np.asarray(rows).ravel()
+        indices = np.empty(rows.size, dtype=np.int64)
+        try:
+            for row, members in _group_by_row(rows, len(self)):
+                indices[members] = decoder.decode(self._models[row], members.size)
+            values = indices + self.offsets[rows]
+            escaped = indices == self.lengths[rows] - 1
+            if escaped.any():
+                payload = decoder.decode(_ESCAPE_MODEL, int(escaped.sum()))
+                values[escaped] = payload.astype(np.int64) - ESCAPE_LIMIT
+        except (ValueError, KeyError, AssertionError) as exc:
+            raise BitstreamError(f"corrupt entropy-coded data ({exc})") from None
+        return values.astype(np.int32)
+
+    def information_bits(self, values: np.ndarray, rows: np.ndarray) -> float:
+        """−Σ log2 p of the values under their rows (escape payload included)."""
+        values = np.asarray(values).ravel()
+        rows = np.asarray(rows).ravel()
+        indices, escaped = self._indices(values, rows)
+        totals = self.pmfs.sum(axis=1)
+        p = self.pmfs[rows, indices] / totals[rows]
+        escape_bits = escaped.sum() * np.log2(2 * ESCAPE_LIMIT + 1)
+        return float(-np.log2(np.maximum(p, 1e-300)).sum() + escape_bits)
+
+
+class ScaleTable:
+    """Maps predicted Gaussian scales to rows of the ŷ tables.
+
+    The row of a scale is the smallest table entry that is at least as large
+    (table entries ascend; scales below the first use row 0, above the last
+    the last row). Both encoder and decoder call :meth:`rows` on the same
+    float32 scales, so they select identical rows.
+    """
+
+    def __init__(self, scales: np.ndarray):
+        self.scales = np.asarray(scales, dtype=np.float32)
+        if self.scales.ndim != 1 or np.any(np.diff(self.scales) <= 0):
+            raise BundleError("scale table must be a strictly increasing vector")
+
+    def rows(self, scales: np.ndarray) -> np.ndarray:
+        index = np.searchsorted(self.scales, np.asarray(scales, dtype=np.float32), side="left")
+        return np.minimum(index, len(self.scales) - 1).astype(np.int16)
+
+
+def _group_by_row(rows: np.ndarray, num_rows: int):
+    """Yield (row, positions) for each row that occurs, in ascending row order."""
+    order = np.argsort(rows, kind="stable")
+    counts = np.bincount(rows, minlength=num_rows)
+    start = 0
+    for row in np.flatnonzero(counts):
+        stop = start + counts[row]
+        yield int(row), order[start:stop]
+        start = stop
+
+
+def load_tables(path: Path) -> tuple[CategoricalTables, ScaleTable | None]:
+    """Load a table file written by the exporter (``.npz`` without pickles)."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            tables = CategoricalTables(data["pmfs"], data["lengths"], data["offsets"])
+            scale_table = ScaleTable(data["scale_table"]) if "scale_table" in data else None
+    except (OSError, ValueError, KeyError) as exc:
+        raise BundleError(f"cannot read entropy tables {path.name}: {exc}") from None
+    if scale_table is not None and len(scale_table.scales) != len(tables):
+        raise BundleError(f"{path.name}: the scale table and the tables differ in length")
+    return tables, scale_table

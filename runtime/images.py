@@ -1,0 +1,110 @@
+"""Reading and writing images and files, safely.
+
+Outputs are written atomically: into a temporary file beside the target,
+then renamed over it, so a failure never leaves a half-written file.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from .errors import ImageError, LicrtError
+
+#: Pillow modes that convert to RGB without losing information.
+_CONVERTIBLE_MODES = {"RGB", "L", "P", "CMYK", "YCbCr", "1"}
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Read an image file as an (H, W, 3) uint8 RGB array.
+
+    Raises:
+        ImageError: the file is missing or unreadable, or it has an alpha
+            channel or more than 8 bits per sample (licrt would lose them).
+    """
+    path = Path(path)
+    try:
+        with Image.open(path) as image:
+            image.load()
+            if image.mode in ("RGBA", "LA", "PA") or (
+                image.mode == "P" and "transparency" in image.info
+            ):
+                raise ImageError(f"{path}: images with an alpha channel are not supported")
+            if image.mode not in _CONVERTIBLE_MODES:
+                raise ImageError(
+                    f"{path}: pixel mode {image.mode} is not supported (8-bit RGB or gray only)"
+                )
+            return np.asarray(image.convert("RGB"), dtype=np.uint8)
+    except FileNotFoundError:
+        raise ImageError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ImageError(f"{path}: is a directory, not an image") from None
+    except UnidentifiedImageError:
+        raise ImageError(f"{path}: not an image file Pillow can read") from None
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise ImageError(f"{path}: cannot read image ({exc})") from None
+
+
+def check_rgb(array: np.ndarray) -> np.ndarray:
+    """Return array as a contiguous (H, W, 3) uint8 array, or raise ImageError."""
+    array = np.asarray(array)
+    if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
+        raise ImageError(
+            f"expected an (H, W, 3) uint8 RGB array, got {array.dtype}{list(array.shape)}"
+        )
+    if array.shape[0] == 0 or array.shape[1] == 0:
+        raise ImageError(f"the image is empty ({array.shape[0]}x{array.shape[1]})")
+    return np.ascontiguousarray(array)
+
+
+def encode_image(array: np.ndarray, path: str | Path) -> bytes:
+    """Encode an RGB array in the format the file name asks for (PNG, JPEG, ...)."""
+    buffer = io.BytesIO()
+    try:
+        Image.fromarray(check_rgb(array), "RGB").save(buffer, format=image_format(Path(path)))
+    except (KeyError, ValueError, OSError) as exc:
+        raise ImageError(f"{path}: cannot write this image format ({exc})") from None
+    return buffer.getvalue()
+
+
+def image_format(path: Path) -> str:
+    """Pillow's format name for a file name's extension, or ImageError."""
+    extension = path.suffix.lower()
+    formats = Image.registered_extensions()
+    if extension not in formats:
+        raise ImageError(
+            f"{path}: unknown image extension {extension or '(none)'}; use e.g. .png"
+        )
+    return formats[extension]
+
+
+def write_atomic(path: str | Path, data: bytes) -> None:
+    """Write bytes to path via a temporary file and a rename.
+
+    The file gets the permissions a plain ``open(path, "wb")`` would give it.
+
+    Raises:
+        LicrtError: the directory does not exist or is not writable.
+    """
+    path = Path(path)
+    try:
+        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    except OSError as exc:
+        raise LicrtError(f"cannot write {path}: {exc.strerror}") from None
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(data)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)
+        os.replace(temporary, path)
+    except BaseException as exc:
+        os.unlink(temporary)
+        if isinstance(exc, OSError):
+            raise LicrtError(f"cannot write {path}: {exc.strerror}") from None
+        raise

@@ -1,0 +1,164 @@
+"""The coding schedule: the serial passes in which a codec codes its latent ŷ.
+
+A codec declares its schedule once. The same declaration drives training-time
+masking and the PyTorch reference coder (in ``licrt.export``), names the
+exported per-pass graphs, and is what the runtime walks, for encoding and
+decoding alike::
+
+    hyper ──┐
+    y_hat ──┼─► step graph ─► scales, means (+ state it passes on)
+    state ──┘                    │
+                                 ▼
+          code the step's elements: channels [start, stop) × positions
+                                 │
+                                 ▼
+                  y_hat[elements] = symbols + means
+
+Each :class:`ContextStep` names the state tensors its graph reads (graph input
+names) and the extra tensors it writes (graph outputs besides ``scales`` and
+``means``), so the runtime needs no knowledge of any particular codec.
+
+Example:
+    >>> step = ContextStep("y0-anchor", channels=(0, 16), positions="checkerboard-even",
+    ...                    reads=("hyper",))
+    >>> step.position_mask(2, 3).astype(int).tolist()
+    [[1, 0, 1], [0, 1, 0]]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import BundleError
+
+#: Position sets a step can code. ``checkerboard-even`` is every (i, j) with
+#: (i + j) even, ``checkerboard-odd`` the rest.
+POSITION_SETS = ("all", "checkerboard-even", "checkerboard-odd")
+
+#: Tensors the runtime puts into the state before the first step.
+INITIAL_STATE = ("y_hat",)
+
+#: Graph outputs every step returns; they are consumed, not kept in the state.
+ENTROPY_PARAMETERS = ("scales", "means")
+
+
+@dataclass(frozen=True)
+class ContextStep:
+    """One serial pass: a graph that predicts entropy parameters for a slice of ŷ.
+
+    Args:
+        name: Unique step name; also the name of its stage graph.
+        channels: ``(start, stop)`` of the latent channels this step codes.
+        positions: One of :data:`POSITION_SETS`.
+        reads: State tensors the step graph takes as inputs, in graph order.
+        writes: State tensors the graph returns besides scales and means.
+    """
+
+    name: str
+    channels: tuple[int, int]
+    positions: str
+    reads: tuple[str, ...]
+    writes: tuple[str, ...] = ()
+
+    def position_mask(self, height: int, width: int) -> np.ndarray:
+        """Boolean (height, width) mask of the positions this step codes."""
+        if self.positions == "all":
+            return np.ones((height, width), dtype=bool)
+        parity = 0 if self.positions == "checkerboard-even" else 1
+        rows, cols = np.indices((height, width))
+        return (rows + cols) % 2 == parity
+
+    def to_json(self) -> dict:
+        return {
+            "name": self.name,
+            "channels": list(self.channels),
+            "positions": self.positions,
+            "reads": list(self.reads),
+            "writes": list(self.writes),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> ContextStep:
+        return cls(
+            name=str(data["name"]),
+            channels=(int(data["channels"][0]), int(data["channels"][1])),
+            positions=str(data["positions"]),
+            reads=tuple(str(n) for n in data["reads"]),
+            writes=tuple(str(n) for n in data.get("writes", ())),
+        )
+
+
+@dataclass(frozen=True)
+class CodingSchedule:
+    """The ordered steps that together code every element of ŷ exactly once.
+
+    Args:
+        channels: Number of latent channels M.
+        steps: The passes, in coding order.
+        sources: State tensors available before the first step besides ``y_hat``
+            (the hyper decoder's outputs, e.g. ``("hyper",)``).
+    """
+
+    channels: int
+    steps: tuple[ContextStep, ...]
+    sources: tuple[str, ...] = field(default=("hyper",))
+
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> None:
+        """Check that the schedule is well formed.
+
+        Raises:
+            BundleError: a step has an unknown position set or channel range,
+                reads a tensor nobody wrote, or an element of ŷ is coded twice
+                or never (checked on a 2×2 grid, which covers every position set).
+        """
+        available = set(INITIAL_STATE) | set(self.sources)
+        coverage = np.zeros((self.channels, 2, 2), dtype=np.int64)
+        names = set()
+        for step in self.steps:
+            if step.name in names:
+                raise BundleError(f"schedule: step name {step.name!r} is used twice")
+            names.add(step.name)
+            if step.positions not in POSITION_SETS:
+                raise BundleError(
+                    f"schedule: step {step.name!r} has positions {step.positions!r}; "
+                    f"expected one of {', '.join(POSITION_SETS)}"
+                )
+            start, stop = step.channels
+            if not 0 <= start < stop <= self.channels:
+                raise BundleError(
+                    f"schedule: step {step.name!r} codes channels [{start}, {stop}) "
+                    f"of a {self.channels}-channel latent"
+                )
+            missing = [name for name in step.reads if name not in available]
+            if missing:
+                raise BundleError(
+                    f"schedule: step {step.name!r} reads {', '.join(missing)} "
+                    "before any step or stage wrote it"
+                )
+            available.update(step.writes)
+            coverage[start:stop] += step.position_mask(2, 2)
+        if not np.all(coverage == 1):
+            channel = int(np.argwhere(coverage != 1)[0][0])
+            raise BundleError(
+                f"schedule: latent channel {channel} is not coded exactly once per position"
+            )
+
+    def to_json(self) -> dict:
+        return {
+            "channels": self.channels,
+            "sources": list(self.sources),
+            "steps": [step.to_json() for step in self.steps],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> CodingSchedule:
+        return cls(
+            channels=int(data["channels"]),
+            steps=tuple(ContextStep.from_json(s) for s in data["steps"]),
+            sources=tuple(str(n) for n in data["sources"]),
+        )
