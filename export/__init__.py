@@ -1,0 +1,1 @@
+"""licrt export: codec models in PyTorch and their conversion to bundles."""

@@ -1,0 +1,178 @@
+"""Entropy models in PyTorch, and the coding tables the runtime uses for them.
+
+Conventions shared by all licrt codecs (and by the runtime, which reproduces
+them in numpy):
+
+* rounding is round-half-to-even (``torch.round`` / ``numpy.rint``);
+* Gaussian scales are lower-bounded at 0.11 and coded against the row of the
+  smallest table scale that is at least as large (:data:`SCALE_TABLE`);
+* likelihoods are lower-bounded at 1e-9 during training, as in CompressAI.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+SCALE_BOUND = 0.11
+LIKELIHOOD_BOUND = 1e-9
+#: Tail mass left outside each table row's explicit symbols (coded via escape).
+TAIL_MASS = 1e-9
+#: CompressAI's 64 log-spaced scales from 0.11 to 256.
+SCALE_TABLE = np.exp(np.linspace(math.log(0.11), math.log(256.0), 64)).astype(np.float32)
+
+
+def ste_round(x: torch.Tensor) -> torch.Tensor:
+    """Round in the forward pass, identity gradient in the backward pass."""
+    return x + (torch.round(x) - x).detach()
+
+
+def add_uniform_noise(x: torch.Tensor) -> torch.Tensor:
+    """The training-time stand-in for rounding: x + U(-0.5, 0.5)."""
+    return x + torch.empty_like(x).uniform_(-0.5, 0.5)
+
+
+class _LowerBound(torch.autograd.Function):
+    """max(x, bound), letting gradients through where they push x upwards."""
+
+    @staticmethod
+    def forward(ctx, x, bound):
+        ctx.save_for_backward(x)
+        ctx.bound = bound
+        return x.clamp_min(bound)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        passes = (x >= ctx.bound) | (grad < 0)
+        return grad * passes, None
+
+
+def lower_bound(x: torch.Tensor, bound: float) -> torch.Tensor:
+    return _LowerBound.apply(x, bound)
+
+
+def _standard_normal_cdf(x: torch.Tensor) -> torch.Tensor:
+    return 0.5 * torch.erfc(-x / math.sqrt(2.0))
+
+
+def gaussian_likelihood(values: torch.Tensor, scales: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
+    """P(bin of width 1 around values) under N(means, scales²), lower-bounded."""
+    scales = lower_bound(scales, SCALE_BOUND)
+    distance = (values - means).abs()
+    upper = _standard_normal_cdf((0.5 - distance) / scales)
+    lower = _standard_normal_cdf((-0.5 - distance) / scales)
+    return lower_bound(upper - lower, LIKELIHOOD_BOUND)
+
+
+def gaussian_tables(scale_table: np.ndarray = SCALE_TABLE) -> dict[str, np.ndarray]:
+    """Coding tables for zero-mean Gaussians, one row per table scale.
+
+    Row r covers symbols -c..c with c = ceil(scale · Φ⁻¹(1 - TAIL_MASS/2)),
+    followed by an escape bin holding the tail mass beyond.
+    """
+    multiplier = -_normal_ppf(TAIL_MASS / 2)
+    centers = np.ceil(scale_table.astype(np.float64) * multiplier).astype(np.int64)
+    width = int(2 * centers.max() + 2)
+    pmfs = np.zeros((len(scale_table), width))
+    for row, (scale, center) in enumerate(zip(scale_table.astype(np.float64), centers)):
+        symbols = torch.arange(-center, center + 1, dtype=torch.float64)
+        upper = _standard_normal_cdf((symbols + 0.5) / scale)
+        lower = _standard_normal_cdf((symbols - 0.5) / scale)
+        pmf = (upper - lower).numpy()
+        pmfs[row, : pmf.size] = pmf
+        pmfs[row, pmf.size] = 2 * _standard_normal_cdf(torch.tensor(-(center + 0.5) / scale)).item()
+    return {
+        "pmfs": pmfs,
+        "lengths": 2 * centers + 2,
+        "offsets": -centers,
+        "scale_table": scale_table.astype(np.float32),
+    }
+
+
+def _normal_ppf(p: float) -> float:
+    return math.sqrt(2.0) * torch.special.erfinv(torch.tensor(2 * p - 1, dtype=torch.float64)).item()
+
+
+class FactorizedPrior(nn.Module):
+    """A learned per-channel density for ẑ (Ballé et al. 2018, appendix 6.1).
+
+    https://arxiv.org/abs/1802.01436 — the cumulative is a per-channel
+    monotone MLP with filters (3, 3, 3, 3). Unlike CompressAI's
+    EntropyBottleneck it needs no quantile parameters or auxiliary loss: the
+    coding range of each channel is found when the tables are built.
+
+    Args:
+        channels: Number of channels of z.
+        filters: Hidden widths of the cumulative MLP.
+        init_scale: Rough width of the initial density.
+    """
+
+    def __init__(self, channels: int, filters=(3, 3, 3, 3), init_scale: float = 10.0):
+        super().__init__()
+        widths = (1, *filters, 1)
+        scale = init_scale ** (1 / (len(filters) + 1))
+        self.matrices = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        self.factors = nn.ParameterList()
+        for i in range(len(filters) + 1):
+            init = math.log(math.expm1(1 / scale / widths[i + 1]))
+            self.matrices.append(nn.Parameter(torch.full((channels, widths[i + 1], widths[i]), init)))
+            self.biases.append(nn.Parameter(torch.empty(channels, widths[i + 1], 1).uniform_(-0.5, 0.5)))
+            if i < len(filters):
+                self.factors.append(nn.Parameter(torch.zeros(channels, widths[i + 1], 1)))
+
+    def _logits_cumulative(self, values: torch.Tensor) -> torch.Tensor:
+        """values: (C, 1, n) → logits of the CDF at those values, (C, 1, n)."""
+        logits = values
+        dtype = values.dtype
+        for i, (matrix, bias) in enumerate(zip(self.matrices, self.biases)):
+            logits = torch.matmul(F.softplus(matrix.to(dtype)), logits) + bias.to(dtype)
+            if i < len(self.factors):
+                logits = logits + torch.tanh(self.factors[i].to(dtype)) * torch.tanh(logits)
+        return logits
+
+    def _bin_probability(self, values: torch.Tensor) -> torch.Tensor:
+        lower = self._logits_cumulative(values - 0.5)
+        upper = self._logits_cumulative(values + 0.5)
+        # Evaluate on the side of the median where the sigmoids are not saturated.
+        sign = -torch.sign(lower + upper).detach()
+        return (torch.sigmoid(sign * upper) - torch.sigmoid(sign * lower)).abs()
+
+    def likelihood(self, z: torch.Tensor) -> torch.Tensor:
+        """Likelihood of each element of z (N, C, H, W), lower-bounded."""
+        channels = z.shape[1]
+        flat = z.transpose(0, 1).reshape(channels, 1, -1)
+        probability = self._bin_probability(flat).reshape(channels, z.shape[0], *z.shape[2:])
+        return lower_bound(probability.transpose(0, 1), LIKELIHOOD_BOUND)
+
+    @torch.no_grad()
+    def tables(self, search_range: int = 4096) -> dict[str, np.ndarray]:
+        """Per-channel coding tables: explicit symbols where the density lives, escape for the rest."""
+        channels = self.matrices[0].shape[0]
+        device = self.matrices[0].device
+        grid = torch.arange(-search_range, search_range + 1, dtype=torch.float64, device=device)
+        values = grid.expand(channels, 1, -1)
+        cdf_below = torch.sigmoid(self._logits_cumulative(values - 0.5))[:, 0].cpu()
+        cdf_above = torch.sigmoid(self._logits_cumulative(values + 0.5))[:, 0].cpu()
+        pmf = self._bin_probability(values)[:, 0].cpu()
+        rows = []
+        for c in range(channels):
+            kept = (cdf_above[c] > TAIL_MASS / 2) & (cdf_below[c] < 1 - TAIL_MASS / 2)
+            index = torch.nonzero(kept).flatten()
+            first, last = (int(index[0]), int(index[-1])) if index.numel() else (search_range,) * 2
+            tail = float(cdf_below[c, first] + (1 - cdf_above[c, last]))
+            rows.append((first - search_range, np.append(pmf[c, first : last + 1].numpy(), tail)))
+        width = max(p.size for _, p in rows)
+        pmfs = np.zeros((channels, width))
+        for c, (_, p) in enumerate(rows):
+            pmfs[c, : p.size] = p
+        return {
+            "pmfs": pmfs,
+            "lengths": np.array([p.size for _, p in rows]),
+            "offsets": np.array([offset for offset, _ in rows]),
+        }
