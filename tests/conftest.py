@@ -1,0 +1,50 @@
+"""Shared fixtures: bundles exported once per test session."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from licrt.export import registry
+from licrt.export.bundle_writer import write_bundle
+from licrt.runtime.bundle import Bundle
+
+from .helpers import tiny_model
+
+
+def pytest_report_header(config):
+    import constriction
+    import onnx
+    import onnxruntime
+
+    versions = {
+        "torch": torch.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "constriction": getattr(constriction, "__version__", "?"),
+    }
+    try:
+        import tensorrt
+
+        versions["tensorrt"] = tensorrt.__version__
+    except Exception:
+        versions["tensorrt"] = "not available"
+    return "licrt: " + ", ".join(f"{k} {v}" for k, v in versions.items())
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory) -> Bundle:
+    """A tiny random-init S2C-Hybrid bundle with one 128x128 bucket."""
+    out = tmp_path_factory.mktemp("bundles") / "tiny"
+    write_bundle(tiny_model(), [(128, 128)], out, progress=False)
+    return Bundle.open(out)
+
+
+@pytest.fixture(scope="session")
+def full_bundle(tmp_path_factory):
+    """The real s2c-hybrid-s (random init, seed 0) at 256x256, with its PyTorch model."""
+    torch.manual_seed(0)
+    model = registry.build("s2c-hybrid-s").eval()
+    out = tmp_path_factory.mktemp("bundles") / "hybrid-s"
+    write_bundle(model, [(256, 256)], out, progress=False)
+    return Bundle.open(out), model

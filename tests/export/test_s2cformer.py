@@ -1,0 +1,68 @@
+import numpy as np
+import pytest
+import torch
+
+from tests.helpers import tiny_model
+from licrt.export.entropy_models import FactorizedPrior, gaussian_likelihood
+
+
+def test_training_pass_gives_likelihoods_and_gradients():
+    model = tiny_model().train()
+    x = torch.rand(2, 3, 64, 64)
+    out = model(x)
+    assert out["x_hat"].shape == x.shape
+    assert out["likelihoods"]["y"].shape == (2, 32, 4, 4) and out["likelihoods"]["z"].shape == (2, 16, 1, 1)
+    rate = sum(-torch.log2(v).sum() for v in out["likelihoods"].values())
+    (rate + (out["x_hat"] - x).pow(2).mean()).backward()
+    for name, parameter in model.named_parameters():
+        assert parameter.grad is not None, f"{name} gets no gradient"
+
+
+def test_each_pass_sees_only_what_was_coded_before_it():
+    """Changing a latent element may only change parameters of passes after the one that codes it."""
+    model = tiny_model()
+    y = torch.randn(1, 32, 4, 4)
+    sources = model.hyper_synthesis(torch.zeros(1, 16, 1, 1))
+    steps = model.schedule.steps
+
+    def parameters(latent):
+        recorded = []
+        model.walk_schedule(latent, sources, torch.round,
+                            lambda step, inputs, outputs, mask: recorded.append(outputs["means"][0][:, mask]))
+        return recorded
+
+    base = parameters(y)
+    for index, step in enumerate(steps):
+        changed = y.clone()
+        start, _ = step.channels
+        i, j = np.argwhere(step.position_mask(4, 4))[0]
+        changed[0, start, i, j] += 5
+        after = parameters(changed)
+        for earlier in range(index + 1):
+            assert torch.equal(base[earlier], after[earlier]), f"{steps[earlier].name} saw {step.name}'s element"
+
+
+def test_reference_symbols_reconstruct_the_latent():
+    model = tiny_model()
+    result = model.reference(torch.rand(1, 3, 64, 64), record=True)
+    y_hat = result.stages["g_s"][0]["y_hat"]
+    assert sum(s.size for s in result.symbols[1:]) == y_hat.numel()
+    assert all(b > 0 for b in result.bits)
+
+
+def test_factorized_prior_tables_hold_its_probabilities():
+    prior = FactorizedPrior(3)
+    tables = prior.tables()
+    for c in range(3):
+        row = tables["pmfs"][c, : tables["lengths"][c]]
+        assert abs(row.sum() - 1) < 1e-6
+        index = int(row[:-1].argmax())
+        value = float(tables["offsets"][c] + index)
+        likelihood = prior.likelihood(torch.full((1, 3, 1, 1), value))[0, c, 0, 0].item()
+        assert row[index] == pytest.approx(likelihood, rel=1e-5)
+
+
+def test_gaussian_likelihood_sums_to_one_over_integers():
+    values = torch.arange(-50, 51, dtype=torch.float32)
+    total = gaussian_likelihood(values, torch.tensor(3.0), torch.tensor(0.3)).sum()
+    assert total.item() == pytest.approx(1.0, abs=1e-5)

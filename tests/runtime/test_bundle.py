@@ -1,0 +1,73 @@
+import json
+import shutil
+
+import pytest
+
+from licrt.runtime.bundle import Bundle
+from licrt.runtime.errors import BundleError
+from licrt.runtime.manifest import Manifest
+
+
+@pytest.fixture
+def bundle_copy(tiny_bundle, tmp_path):
+    root = tmp_path / "copy"
+    shutil.copytree(tiny_bundle.root, root)
+    return root
+
+
+def test_manifest_round_trips_and_fingerprint_is_stable(tiny_bundle):
+    text = tiny_bundle.manifest.dumps()
+    again = Manifest.loads(text)
+    assert again == tiny_bundle.manifest
+    assert again.fingerprint() == tiny_bundle.fingerprint
+
+
+def test_missing_directory_and_manifest(tmp_path):
+    with pytest.raises(BundleError, match="does not exist"):
+        Bundle.open(tmp_path / "nope")
+    with pytest.raises(BundleError, match="no manifest.json"):
+        Bundle.open(tmp_path)
+
+
+def test_missing_file(bundle_copy):
+    next((bundle_copy / "stages").glob("y0-anchor*.onnx")).unlink()
+    with pytest.raises(BundleError, match="incomplete: stages/y0-anchor"):
+        Bundle.open(bundle_copy)
+
+
+def test_altered_file(bundle_copy):
+    weights = bundle_copy / "stages" / "weights.bin"
+    data = bytearray(weights.read_bytes())
+    data[100] ^= 1
+    weights.write_bytes(bytes(data))
+    with pytest.raises(BundleError, match="damaged: stages/weights.bin"):
+        Bundle.open(bundle_copy)
+
+
+def edit_manifest(root, change):
+    path = root / "manifest.json"
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda d: d.update(format_version=99), "format version 99 is not supported"),
+    (lambda d: d.update(format="other"), "not a licrt bundle manifest"),
+    (lambda d: d.pop("schedule"), "incomplete or malformed"),
+    (lambda d: d["files"].update({"../../etc/passwd": "0" * 64}), "outside the bundle"),
+    (lambda d: d["buckets"][0].update(height=100), "not a multiple of stride"),
+    (lambda d: d["schedule"]["steps"].pop(), "not coded exactly once"),
+    (lambda d: d["buckets"][0]["stages"]["g_s"]["inputs"][0].update(name="y"), "stage g_s"),
+    (lambda d: d["entropy"]["y"].update(quantization="dithered"), "not supported"),
+])
+def test_inconsistent_manifests_are_refused(bundle_copy, change, message):
+    edit_manifest(bundle_copy, change)
+    with pytest.raises(BundleError, match=message):
+        Bundle.open(bundle_copy)
+
+
+def test_invalid_json(bundle_copy):
+    (bundle_copy / "manifest.json").write_text("{not json")
+    with pytest.raises(BundleError, match="not valid JSON"):
+        Bundle.open(bundle_copy)

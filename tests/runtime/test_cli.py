@@ -1,0 +1,102 @@
+"""The licrt command as a user runs it: one error line, status 1, no partial output."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.helpers import DATA
+
+# Importing torch is made impossible: the runtime must not need it.
+NO_TORCH = "import sys; sys.modules['torch'] = None; from licrt.runtime.cli import main; sys.exit(main())"
+
+
+def licrt(*args, cwd):
+    result = subprocess.run([sys.executable, "-c", NO_TORCH, *map(str, args)], cwd=cwd,
+                            capture_output=True, text=True)
+    return result.returncode, result.stdout, result.stderr
+
+
+@pytest.fixture(scope="module")
+def compressed(tiny_bundle, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cli")
+    code, out, err = licrt("compress", DATA / "lighthouse_250x190.png", "a.lic", "--bundle", tiny_bundle.root,
+                           cwd=folder)
+    assert code == 0, err
+    return folder / "a.lic"
+
+
+def test_compress_decompress_and_info_without_torch(compressed, tiny_bundle, tmp_path):
+    code, out, err = licrt("decompress", compressed, "a.png", "--bundle", tiny_bundle.root, cwd=tmp_path)
+    assert code == 0, err
+    from PIL import Image
+
+    assert Image.open(tmp_path / "a.png").size == (250, 190)
+    code, out, err = licrt("info", compressed, "--bundle", tiny_bundle.root, cwd=tmp_path)
+    assert code == 0, err
+    assert "250x190" in out and "model estimate" in out
+
+
+def corrupt_variants(data: bytes, other_bundle_file: bytes) -> dict[str, bytes]:
+    flipped = bytearray(data)
+    flipped[len(data) // 2] ^= 0x10
+    return {
+        "truncated": data[: len(data) - 7],
+        "bit-flipped": bytes(flipped),
+        "empty": b"",
+        "random": os.urandom(len(data)),
+        "foreign": (DATA / "house_96x64.png").read_bytes(),
+        "wrong-bundle": other_bundle_file,
+    }
+
+
+def test_bad_bitstreams_fail_cleanly(compressed, tiny_bundle, full_bundle, tmp_path):
+    other_bundle, _ = full_bundle
+    code, _, err = licrt("compress", DATA / "house_96x64.png", "other.lic", "--bundle", other_bundle.root,
+                         cwd=tmp_path)
+    assert code == 0, err
+    variants = corrupt_variants(compressed.read_bytes(), (tmp_path / "other.lic").read_bytes())
+    for name, data in variants.items():
+        (tmp_path / f"{name}.lic").write_bytes(data)
+        code, out, err = licrt("decompress", f"{name}.lic", f"{name}.png", "--bundle", tiny_bundle.root,
+                               cwd=tmp_path)
+        assert code == 1, name
+        assert err.startswith("licrt: error: ") and err.count("\n") == 1, (name, err)
+        assert "Traceback" not in err
+        assert not (tmp_path / f"{name}.png").exists(), name
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "temporary files left behind"
+
+
+@pytest.mark.parametrize("args, message", [
+    (("compress", "missing.png", "x.lic"), "missing.png: no such file"),
+    (("compress", DATA / "README.md", "x.lic"), "not an image file"),
+    (("compress", DATA, "x.lic"), "is a directory"),
+    (("decompress", "missing.lic", "x.png"), "missing.lic: no such file"),
+    (("decompress", DATA / "house_96x64.png", "x.unknown"), "unknown image extension"),
+])
+def test_bad_inputs_fail_cleanly(tiny_bundle, tmp_path, args, message):
+    code, out, err = licrt(*args, "--bundle", tiny_bundle.root, cwd=tmp_path)
+    assert code == 1 and message in err and err.count("\n") == 1, err
+    assert not (tmp_path / "x.lic").exists() and not (tmp_path / "x.png").exists()
+
+
+def test_alpha_images_are_refused(tiny_bundle, tmp_path):
+    from PIL import Image
+
+    Image.new("RGBA", (20, 20)).save(tmp_path / "alpha.png")
+    code, _, err = licrt("compress", "alpha.png", "x.lic", "--bundle", tiny_bundle.root, cwd=tmp_path)
+    assert code == 1 and "alpha channel" in err
+
+
+def test_missing_or_broken_bundle(tmp_path):
+    code, _, err = licrt("compress", DATA / "house_96x64.png", "x.lic", "--bundle", tmp_path / "nope", cwd=tmp_path)
+    assert code == 1 and "does not exist" in err
+    code, _, err = licrt("compress", DATA / "house_96x64.png", "x.lic", cwd=tmp_path)
+    assert code == 1 and "--bundle" in err
+
+
+def test_unwritable_output_leaves_nothing(tiny_bundle, tmp_path):
+    code, _, err = licrt("compress", DATA / "house_96x64.png", tmp_path / "no" / "dir" / "x.lic",
+                         "--bundle", tiny_bundle.root, cwd=tmp_path)
+    assert code == 1 and "cannot write" in err

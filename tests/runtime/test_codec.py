@@ -1,0 +1,100 @@
+"""The runtime end to end on the tiny bundle, against the PyTorch model it came from."""
+
+import numpy as np
+import pytest
+import torch
+
+from tests.helpers import load_image, tiny_model
+from licrt.runtime.backends.onnxruntime import OnnxRuntimeBackend
+from licrt.runtime.codec import Codec
+from licrt.runtime.container import Container
+from licrt.runtime.errors import BitstreamError, ImageError
+from licrt.runtime.scheduler import DivergenceError
+from licrt.runtime.tiling import pad
+
+
+@pytest.fixture(scope="module")
+def codec(tiny_bundle):
+    return Codec.open(tiny_bundle, backend="onnxruntime")
+
+
+def psnr(a, b):
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float("inf") if mse == 0 else 10 * np.log10(255**2 / mse)
+
+
+def test_round_trip_keeps_size_and_is_deterministic(codec):
+    image = load_image("house_96x64.png")
+    data = codec.compress(image)
+    assert codec.compress(image) == data
+    decoded = codec.decompress(data)
+    assert decoded.shape == image.shape and decoded.dtype == np.uint8
+    assert np.array_equal(codec.decompress(data), decoded)
+
+
+def test_decoded_image_matches_pytorch_reference(codec):
+    image = load_image("house_96x64.png")
+    decoded = codec.decompress(codec.compress(image))
+    padded = pad(image, 128, 128, codec.bundle.manifest.padding)
+    x = torch.from_numpy(padded.transpose(2, 0, 1)[None] / np.float32(255)).float()
+    reference = tiny_model().reference(x)
+    expected = np.rint(np.clip(reference.x_hat[0].numpy(), 0, 1) * 255).astype(np.uint8)
+    assert psnr(decoded, expected.transpose(1, 2, 0)[:64, :96]) >= 50
+
+
+def test_file_size_matches_the_models_estimate(codec):
+    image = load_image("parrots_256x256.png")  # 2x2 tiles of 128x128
+    data = codec.compress(image)
+    container = Container.from_bytes(data)
+    assert (container.tile_rows, container.tile_cols) == (2, 2)
+    estimate_bytes = sum(codec.inspect(data).bits_per_pass.values()) / 8
+    coded = len(data) - container.section_overhead
+    assert estimate_bytes <= coded <= estimate_bytes * 1.01 + 8 * 4
+
+
+def test_tiled_odd_size_round_trip(codec):
+    image = load_image("lighthouse_250x190.png")
+    decoded = codec.decompress(codec.compress(image))
+    assert decoded.shape == (190, 250, 3)
+
+
+@pytest.mark.parametrize("array", [
+    np.zeros((10, 10), np.uint8),
+    np.zeros((10, 10, 4), np.uint8),
+    np.zeros((10, 10, 3), np.float32),
+    np.zeros((0, 10, 3), np.uint8),
+])
+def test_bad_arrays_are_refused(codec, array):
+    with pytest.raises(ImageError):
+        codec.compress(array)
+
+
+def test_any_corruption_is_an_error_never_an_image(codec):
+    data = codec.compress(load_image("house_96x64.png"))
+    rng = np.random.default_rng(0)
+    for position in rng.choice(len(data), size=60, replace=False):
+        flipped = bytearray(data)
+        flipped[position] ^= 1 << int(rng.integers(8))
+        with pytest.raises(BitstreamError):
+            codec.decompress(bytes(flipped))
+
+
+class PerturbedBackend(OnnxRuntimeBackend):
+    """ONNX Runtime with every output nudged by 1e-3: a decoder with other floats."""
+
+    @property
+    def profile(self):
+        return "perturbed " + super().profile
+
+    def load(self, name, path, graph):
+        runner = super().load(name, path, graph)
+        run = runner._run
+        runner._run = lambda feed: {k: v * np.float32(1 + 1e-3) for k, v in run(feed).items()}
+        return runner
+
+
+def test_a_decoder_with_different_floats_fails_loudly(codec, tiny_bundle):
+    data = codec.compress(load_image("parrots_256x256.png"))
+    other = Codec(tiny_bundle, PerturbedBackend(providers=["CPUExecutionProvider"]))
+    with pytest.raises(DivergenceError, match="decoding diverged at pass .* this decoder runs 'perturbed"):
+        other.decompress(data)

@@ -1,0 +1,70 @@
+import constriction
+import numpy as np
+import pytest
+
+from licrt.export.entropy_models import SCALE_TABLE, gaussian_tables
+from licrt.runtime.entropy import ESCAPE_LIMIT, CategoricalTables, ScaleTable
+from licrt.runtime.errors import BitstreamError, CodingError
+
+
+@pytest.fixture(scope="module")
+def y_tables():
+    arrays = gaussian_tables()
+    return CategoricalTables(arrays["pmfs"], arrays["lengths"], arrays["offsets"]), ScaleTable(arrays["scale_table"])
+
+
+def code(tables, values, rows):
+    encoder = constriction.stream.queue.RangeEncoder()
+    tables.encode(encoder, values, rows)
+    words = encoder.get_compressed()
+    decoded = tables.decode(constriction.stream.queue.RangeDecoder(words), rows)
+    return decoded, 32 * words.size
+
+
+def test_gaussian_round_trip_matches_information_content(y_tables):
+    tables, scale_table = y_tables
+    rng = np.random.default_rng(1)
+    scales = np.exp(rng.uniform(np.log(0.05), np.log(300), 200_000)).astype(np.float32)
+    values = np.rint(rng.normal(0, scales)).astype(np.int32)
+    rows = scale_table.rows(scales)
+    decoded, bits = code(tables, values, rows)
+    assert np.array_equal(decoded, values)
+    ideal = tables.information_bits(values, rows)
+    assert ideal <= bits <= ideal * 1.001 + 64
+
+
+def test_out_of_range_values_escape_and_round_trip(y_tables):
+    tables, scale_table = y_tables
+    rows = scale_table.rows(np.full(6, 0.11, np.float32))
+    values = np.array([0, 1, -40, ESCAPE_LIMIT, -ESCAPE_LIMIT, 3], np.int32)
+    decoded, _ = code(tables, values, rows)
+    assert np.array_equal(decoded, values)
+
+
+def test_values_beyond_the_escape_range_are_refused(y_tables):
+    tables, scale_table = y_tables
+    with pytest.raises(CodingError, match="codable range"):
+        code(tables, np.array([ESCAPE_LIMIT + 1], np.int32), np.zeros(1, np.int16))
+
+
+def test_scale_rows_pick_the_smallest_table_scale_at_least_as_wide():
+    table = ScaleTable(SCALE_TABLE)
+    scales = np.array([-1.0, 0.0, 0.11, 0.1100001, SCALE_TABLE[5], SCALE_TABLE[5] * 1.0001, 1e6], np.float32)
+    assert table.rows(scales).tolist() == [0, 0, 0, 1, 5, 6, 63]
+
+
+def test_tables_reject_bad_arrays():
+    with pytest.raises(Exception, match="length"):
+        CategoricalTables(np.ones((1, 3)), np.array([1]), np.array([0]))
+
+
+def test_decoding_garbage_with_escapes_raises_or_returns_values(y_tables):
+    """Garbage never crashes the process: it yields symbols (caught by digests) or an error."""
+    tables, scale_table = y_tables
+    rows = scale_table.rows(np.full(1000, 0.11, np.float32))
+    garbage = np.random.default_rng(0).integers(0, 2**32, 16, dtype=np.uint64).astype(np.uint32)
+    try:
+        decoded = tables.decode(constriction.stream.queue.RangeDecoder(garbage), rows)
+        assert decoded.shape == (1000,)
+    except BitstreamError:
+        pass
