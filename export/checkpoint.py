@@ -27,13 +27,21 @@ from . import registry
 FORMAT = "licrt-checkpoint"
 
 
-def checkpoint_dict(model, **extra) -> dict:
-    """The dict :func:`save_checkpoint` writes, for callers that add training state."""
+def checkpoint_dict(model, half: bool = False, **extra) -> dict:
+    """The dict :func:`save_checkpoint` writes, for callers that add training state.
+
+    Args:
+        half: Store floating-point weights rounded to half precision (half the
+            size; loading casts them back to float32).
+    """
+    state = model.state_dict()
+    if half:
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     return {
         "format": FORMAT,
         "codec": model.codec_id,
         "config": dataclasses.asdict(model.config),
-        "state_dict": model.state_dict(),
+        "state_dict": state,
         **extra,
     }
 
