@@ -1,0 +1,1 @@
+"""Evaluation of codecs: quality metrics, BD-rate, classical anchor codecs."""
