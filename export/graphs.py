@@ -5,6 +5,11 @@ every bucket: :class:`WeightStore` moves all large initializers into one
 ``weights.bin`` beside the graphs, stored once by content, and points the
 graphs at it through ONNX external data. A bundle with three buckets is
 therefore about as large as one with a single bucket.
+
+Float32 weights whose values are all exactly representable in half
+precision (the weights of a half-precision checkpoint) are stored as float16
+and cast back to float32 at load time (a Cast that ONNX Runtime and TensorRT
+fold away): half the size, the same numbers.
 """
 
 from __future__ import annotations
@@ -81,11 +86,17 @@ class WeightStore:
 
     def externalize(self, model: onnx.ModelProto) -> None:
         """Move model's large initializers into the store (in place)."""
+        casts = []
         for tensor in model.graph.initializer:
             data = numpy_helper.to_array(tensor)
-            raw = np.ascontiguousarray(data).tobytes()
-            if len(raw) < EXTERNAL_THRESHOLD:
+            if data.nbytes < EXTERNAL_THRESHOLD:
                 continue
+            if data.dtype == np.float32 and np.array_equal(data.astype(np.float16).astype(np.float32), data):
+                casts.append(onnx.helper.make_node("Cast", [f"{tensor.name}.fp16"], [tensor.name],
+                                                   name=f"{tensor.name}.cast", to=onnx.TensorProto.FLOAT))
+                tensor.name, tensor.data_type = f"{tensor.name}.fp16", onnx.TensorProto.FLOAT16
+                data = data.astype(np.float16)
+            raw = np.ascontiguousarray(data).tobytes()
             key = hashlib.sha256(raw).hexdigest()
             if key not in self._offsets:
                 padding = -self._size % ALIGNMENT
@@ -101,10 +112,20 @@ class WeightStore:
                 entry = tensor.external_data.add()
                 entry.key, entry.value = name, str(value)
             tensor.data_location = onnx.TensorProto.EXTERNAL
+        if casts:  # the casts must precede every use of their outputs
+            nodes = [*casts, *model.graph.node]
+            del model.graph.node[:]
+            model.graph.node.extend(nodes)
 
 
 def save_graph(model: onnx.ModelProto, path: Path, store: WeightStore) -> None:
-    """Externalize the weights of model into store and write the graph file."""
+    """Externalize the weights of model into store and write the graph file.
+
+    The exporter's per-node debugging metadata (Python stack and module
+    paths, two thirds of a graph file) is dropped.
+    """
+    for node in model.graph.node:
+        del node.metadata_props[:]
     store.externalize(model)
     path.write_bytes(model.SerializeToString())
     try:
