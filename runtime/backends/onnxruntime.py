@@ -49,6 +49,7 @@ class OnnxRuntimeBackend(Backend):
         options = self._ort.SessionOptions()
         options.graph_optimization_level = self._ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.use_deterministic_compute = True
+        options.enable_cpu_mem_arena = False
         if self.threads:
             options.intra_op_num_threads = self.threads
         try:
