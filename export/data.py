@@ -9,24 +9,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from licrt.runtime.errors import ExportError
-
-IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".ppm", ".tif", ".tiff"}
-
-
-def image_files(root: str | Path) -> list[Path]:
-    """Every image file under root, sorted (so a seed reproduces a run).
-
-    Raises:
-        ExportError: root is missing or holds no images.
-    """
-    root = Path(root)
-    if not root.is_dir():
-        raise ExportError(f"dataset folder {root} does not exist")
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
-    if not files:
-        raise ExportError(f"no images ({', '.join(sorted(IMAGE_EXTENSIONS))}) under {root}")
-    return files
+from licrt.runtime.images import list_images
 
 
 class RandomCrops(Dataset):
@@ -38,7 +21,7 @@ class RandomCrops(Dataset):
 
     def __init__(self, root: str | Path, patch: int = 256):
         self.patch = patch
-        self.images = [np.asarray(Image.open(p).convert("RGB")) for p in image_files(root)]
+        self.images = [np.asarray(Image.open(p).convert("RGB")) for p in list_images(root)]
 
     def __len__(self) -> int:
         return len(self.images)

@@ -40,7 +40,9 @@ from licrt.runtime.errors import LicrtError
 
 from . import registry
 from .checkpoint import checkpoint_dict
-from .data import RandomCrops, image_files
+from licrt.runtime.images import list_images
+
+from .data import RandomCrops
 from .metrics import ms_ssim
 
 #: Training steps between two log lines.
@@ -98,7 +100,7 @@ def validate(model, images: list[torch.Tensor], device) -> dict[str, float]:
 
 def load_validation(root: Path, stride: int, limit: int) -> list[torch.Tensor]:
     images = []
-    for path in image_files(root)[:limit]:
+    for path in list_images(root)[:limit]:
         pixels = torch.from_numpy(np.asarray(Image.open(path).convert("RGB")).copy())
         height, width = (pixels.shape[0] // stride) * stride, (pixels.shape[1] // stride) * stride
         top, left = (pixels.shape[0] - height) // 2, (pixels.shape[1] - width) // 2

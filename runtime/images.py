@@ -16,6 +16,9 @@ from PIL import Image, UnidentifiedImageError
 
 from .errors import ImageError, LicrtError
 
+#: File extensions taken as images when a folder is listed.
+IMAGE_EXTENSIONS = (".bmp", ".jpeg", ".jpg", ".png", ".ppm", ".tif", ".tiff", ".webp")
+
 #: Pillow modes that convert to RGB without losing information.
 _CONVERTIBLE_MODES = {"RGB", "L", "P", "CMYK", "YCbCr", "1"}
 
@@ -48,6 +51,21 @@ def read_image(path: str | Path) -> np.ndarray:
         raise ImageError(f"{path}: not an image file Pillow can read") from None
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
         raise ImageError(f"{path}: cannot read image ({exc})") from None
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    """Every image file under folder, recursively, sorted (so runs are reproducible).
+
+    Raises:
+        ImageError: the folder is missing or holds no images.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ImageError(f"{folder} does not exist or is not a folder")
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    if not files:
+        raise ImageError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) under {folder}")
+    return files
 
 
 def check_rgb(array: np.ndarray) -> np.ndarray:

@@ -1,0 +1,40 @@
+"""licrt eval end to end on the tiny bundle and two anchors."""
+
+import csv
+import json
+
+from licrt.runtime.cli import main
+from licrt.runtime.codec import Codec
+from tests.helpers import DATA, load_image
+
+
+def read_rows(folder):
+    with open(folder / "results.csv", newline="") as file:
+        return list(csv.DictReader(file))
+
+
+def test_eval_writes_results_summary_and_plot_and_resumes(tiny_bundle, tmp_path):
+    args = ["eval", str(DATA), "--bundle", str(tiny_bundle.root), "--anchors", "jpeg,webp", "--out", str(tmp_path)]
+    assert main(args) == 0
+    rows = read_rows(tmp_path)
+    assert {r["image"] for r in rows} == {"house_96x64.png", "lighthouse_250x190.png", "parrots_256x256.png"}
+    assert len(rows) == 3 * (1 + 10 + 10)
+
+    # The learned codec's rate is the size of the real file.
+    (learned,) = [r for r in rows if r["codec"] == "s2c-hybrid-s" and r["image"] == "parrots_256x256.png"]
+    assert int(learned["bytes"]) == len(Codec.open(tiny_bundle).compress(load_image("parrots_256x256.png")))
+    assert float(learned["bpp"]) == 8 * int(learned["bytes"]) / (256 * 256)
+
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["images"] == 3 and set(summary["curves"]) == {"s2c-hybrid-s", "jpeg", "webp"}
+    bd = summary["bd_rate_percent"]["s2c-hybrid-s"]["jpeg"]
+    assert bd["psnr"] is None and "at least 2 points" in bd["psnr_unavailable"]
+    assert (tmp_path / "rd.png").stat().st_size > 10_000
+
+    assert main(args) == 0  # everything is measured already: nothing is added
+    assert len(read_rows(tmp_path)) == len(rows)
+
+
+def test_unknown_anchor(tmp_path, capsys):
+    assert main(["eval", str(DATA), "--anchors", "gif", "--out", str(tmp_path)]) == 1
+    assert "unknown anchor 'gif'" in capsys.readouterr().err
