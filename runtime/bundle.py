@@ -11,6 +11,8 @@ from .errors import BundleError
 from .manifest import Manifest
 
 MANIFEST = "manifest.json"
+#: The bundle shipped inside the package, used when no bundle is named.
+DEFAULT_BUNDLE = Path(__file__).parent / "default_bundle"
 
 
 def sha256_file(path: Path) -> str:

@@ -1,15 +1,18 @@
-"""``licrt``: compress, decompress and inspect images with a bundle.
+"""``licrt``: compress, decompress, inspect and evaluate with a bundle.
 
-Example::
+Without ``--bundle`` the default bundle shipped with licrt is used. Example::
 
-    licrt compress photo.png photo.lic --bundle bundle
-    licrt decompress photo.lic photo.png --bundle bundle
-    licrt info photo.lic --bundle bundle
+    licrt compress photo.png photo.lic
+    licrt decompress photo.lic photo.png
+    licrt info photo.lic
+    licrt eval kodak/ --bundle q1 --bundle q2 --bundle q3 --out eval/
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import shlex
 import sys
 from pathlib import Path
 
@@ -17,7 +20,7 @@ from .backends import BACKENDS
 from .codec import Codec
 from .container import Container
 from .errors import LicrtError
-from .images import encode_image, image_format, read_image, write_atomic
+from .images import encode_image, image_format, list_images, read_image, write_atomic
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -30,8 +33,6 @@ def _read_bytes(path: Path) -> bytes:
 
 
 def _open_codec(args) -> Codec:
-    if args.bundle is None:
-        raise LicrtError("no bundle given: pass --bundle DIR (a directory written by export-onnx)")
     return Codec.open(args.bundle, backend=args.backend)
 
 
@@ -66,28 +67,52 @@ def info(args) -> None:
         ("encoder profile", container.profile_fingerprint.hex()),
         ("framing", f"{container.section_overhead} bytes (header and per-tile sections)"),
     ]
-    if args.bundle is not None:
-        codec = _open_codec(args)
-        if codec.bundle.fingerprint != container.bundle_fingerprint:
-            rows.append(("estimate", f"unavailable: {args.bundle} is not this file's bundle"))
-        else:
-            report = codec.inspect(data)
-            estimate = sum(report.bits_per_pass.values()) / 8
-            coded = len(data) - container.section_overhead
-            rows += [
-                ("codec", f"{codec.bundle.manifest.codec} ({args.bundle})"),
-                ("coded data", f"{coded:,} bytes"),
-                ("model estimate", f"{estimate:,.0f} bytes (−Σlog2 p); coded data is "
-                                   f"{100 * (coded / estimate - 1):+.2f} %"),
-            ]
-            rows += [
-                (f"  {name}", f"{report.bits_per_pass[name] / 8:,.1f} bytes, "
-                              f"{report.symbols_per_pass[name]:,} symbols")
-                for name in report.bits_per_pass
-            ]
+    codec = _open_codec(args)
+    if codec.bundle.fingerprint != container.bundle_fingerprint:
+        rows.append(("estimate", f"unavailable: {codec.bundle.root} is not this file's bundle"))
+    else:
+        report = codec.inspect(data)
+        estimate = sum(report.bits_per_pass.values()) / 8
+        coded = len(data) - container.section_overhead
+        rows += [
+            ("codec", f"{codec.bundle.manifest.codec} ({codec.bundle.root})"),
+            ("coded data", f"{coded:,} bytes"),
+            ("model estimate", f"{estimate:,.0f} bytes (−Σlog2 p); coded data is "
+                               f"{100 * (coded / estimate - 1):+.2f} %"),
+        ]
+        rows += [
+            (f"  {name}", f"{report.bits_per_pass[name] / 8:,.1f} bytes, "
+                          f"{report.symbols_per_pass[name]:,} symbols")
+            for name in report.bits_per_pass
+        ]
     width = max(len(label) for label, _ in rows)
     for label, value in rows:
         print(f"{label:<{width}}  {value}")
+
+
+def evaluate(args) -> None:
+    missing = [name for name in ("imagecodecs", "matplotlib", "scipy") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise LicrtError(f"licrt eval needs {', '.join(missing)}: pip install 'licrt[eval]'")
+    from .evaluation import evaluate as evaluation
+    from .evaluation import report
+    from .evaluation.anchors import get_anchor
+
+    try:
+        anchors = [get_anchor(name) for name in args.anchors.split(",") if name]
+    except ValueError as exc:
+        raise LicrtError(str(exc)) from None
+    images = list_images(args.input)[: args.limit]
+    codecs = [Codec.open(bundle, backend=args.backend) for bundle in (args.bundle or [None])]
+    points = evaluation.learned_points(codecs)
+    rows = evaluation.evaluate(images, points, anchors, args.out)
+    summary = report.write_report(rows, points, anchors, args.input, len(images), args.out,
+                                  command=shlex.join(["licrt", *args.argv]))
+    for codec, table in summary["bd_rate_percent"].items():
+        for anchor, entry in table.items():
+            value = entry["psnr"]
+            print(f"BD-rate {codec} vs {anchor} (PSNR): " + ("n/a" if value is None else f"{value:+.1f} %"))
+    print(f"wrote {args.out / report.RESULTS}, {args.out / report.SUMMARY}, {args.out / report.PLOT}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -99,18 +124,32 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("input", type=Path, help=input_help)
         if output_help:
             sub.add_argument("output", type=Path, help=output_help)
-        sub.add_argument("--bundle", type=Path, help="bundle directory written by export-onnx")
+        sub.add_argument("--bundle", type=Path, help="bundle written by export-onnx (default: licrt's own)")
         sub.add_argument("--backend", choices=BACKENDS, default="auto", help="default: auto")
         sub.set_defaults(function=function)
 
     command("compress", compress, "compress an image", "image file (PNG, JPEG, ...)", "output .lic file")
     command("decompress", decompress, "decompress to an image", ".lic file", "output image (.png, ...)")
     command("info", info, "describe a compressed file", ".lic file")
+
+    sub = commands.add_parser("eval", help="evaluate bundles against classical codecs",
+                              description="Code every image of a folder with each bundle (real files) and "
+                                          "with classical anchors; write results.csv, summary.json (with "
+                                          "BD-rates) and rd.png. Resumes an interrupted run.")
+    sub.add_argument("input", type=Path, help="folder of images")
+    sub.add_argument("--bundle", type=Path, action="append", help="a bundle (repeat for rate points)")
+    sub.add_argument("--anchors", default="jpeg,webp,avif,jxl", help="comma-separated (default: all four)")
+    sub.add_argument("--out", type=Path, required=True, help="output folder")
+    sub.add_argument("--limit", type=int, help="only the first N images")
+    sub.add_argument("--backend", choices=BACKENDS, default="auto", help="default: auto")
+    sub.set_defaults(function=evaluate)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
+    args.argv = argv
     try:
         args.function(args)
     except LicrtError as exc:

@@ -17,7 +17,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .backends import Backend, open_backend
-from .bundle import Bundle
+from .bundle import DEFAULT_BUNDLE, Bundle
 from .container import Container, TileSection
 from .errors import BitstreamError
 from .images import check_rgb, read_image
@@ -54,10 +54,13 @@ class Codec:
         self._coders: dict[int, TileCoder] = {}
 
     @classmethod
-    def open(cls, bundle: str | Path | Bundle, backend: str | Backend = "auto") -> Codec:
-        """Open a bundle directory (or take an opened one) on a backend by name."""
+    def open(cls, bundle: str | Path | Bundle | None = None, backend: str | Backend = "auto") -> Codec:
+        """Open a bundle directory (or take an opened one) on a backend by name.
+
+        ``None`` opens the default bundle shipped with licrt.
+        """
         if not isinstance(bundle, Bundle):
-            bundle = Bundle.open(bundle)
+            bundle = Bundle.open(DEFAULT_BUNDLE if bundle is None else bundle)
         if not isinstance(backend, Backend):
             backend = open_backend(backend)
         return cls(bundle, backend)

@@ -51,10 +51,8 @@ def corrupt_variants(data: bytes, other_bundle_file: bytes) -> dict[str, bytes]:
     }
 
 
-def test_bad_bitstreams_fail_cleanly(compressed, tiny_bundle, full_bundle, tmp_path):
-    other_bundle, _ = full_bundle
-    code, _, err = licrt("compress", DATA / "house_96x64.png", "other.lic", "--bundle", other_bundle.root,
-                         cwd=tmp_path)
+def test_bad_bitstreams_fail_cleanly(compressed, tiny_bundle, tmp_path):
+    code, _, err = licrt("compress", DATA / "house_96x64.png", "other.lic", cwd=tmp_path)  # default bundle
     assert code == 0, err
     variants = corrupt_variants(compressed.read_bytes(), (tmp_path / "other.lic").read_bytes())
     for name, data in variants.items():
@@ -89,14 +87,24 @@ def test_alpha_images_are_refused(tiny_bundle, tmp_path):
     assert code == 1 and "alpha channel" in err
 
 
-def test_missing_or_broken_bundle(tmp_path):
+def test_missing_bundle(tmp_path):
     code, _, err = licrt("compress", DATA / "house_96x64.png", "x.lic", "--bundle", tmp_path / "nope", cwd=tmp_path)
     assert code == 1 and "does not exist" in err
-    code, _, err = licrt("compress", DATA / "house_96x64.png", "x.lic", cwd=tmp_path)
-    assert code == 1 and "--bundle" in err
 
 
 def test_unwritable_output_leaves_nothing(tiny_bundle, tmp_path):
     code, _, err = licrt("compress", DATA / "house_96x64.png", tmp_path / "no" / "dir" / "x.lic",
                          "--bundle", tiny_bundle.root, cwd=tmp_path)
     assert code == 1 and "cannot write" in err
+
+
+def test_default_bundle_needs_no_option(tmp_path):
+    code, out, err = licrt("compress", DATA / "lighthouse_250x190.png", "a.lic", cwd=tmp_path)
+    assert code == 0, err
+    code, out, err = licrt("decompress", "a.lic", "a.png", cwd=tmp_path)
+    assert code == 0, err
+    from PIL import Image
+
+    assert Image.open(tmp_path / "a.png").size == (250, 190)
+    code, out, err = licrt("info", "a.lic", cwd=tmp_path)
+    assert code == 0 and "s2c-hybrid-xs" in out, err
