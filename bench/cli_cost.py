@@ -1,0 +1,61 @@
+"""Wall time and peak memory of `licrt compress` / `licrt decompress`, as a user runs them.
+
+Each command runs in its own process under GNU time (``/usr/bin/time -v``),
+so the peak resident memory is the whole process's, Python included.
+
+    python bench/cli_cost.py photo.png --out bench/results/cli-cost.json [--bundle DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from PIL import Image
+
+
+def timed(command: list[str]) -> dict:
+    result = subprocess.run(["/usr/bin/time", "-v", *command], capture_output=True, text=True, check=True)
+    elapsed = re.search(r"Elapsed \(wall clock\) time.*: (?:(\d+):)?(\d+):([\d.]+)", result.stderr)
+    hours, minutes, seconds = (float(g) if g else 0.0 for g in elapsed.groups())
+    peak_kb = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", result.stderr).group(1))
+    return {"seconds": hours * 3600 + minutes * 60 + seconds, "peak_rss_mb": peak_kb / 1024}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("image", type=Path)
+    parser.add_argument("--bundle", type=Path, help="default: licrt's default bundle")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    bundle = ["--bundle", str(args.bundle)] if args.bundle else []
+    width, height = Image.open(args.image).size
+    with tempfile.TemporaryDirectory() as folder:
+        coded, decoded = Path(folder) / "photo.lic", Path(folder) / "photo.png"
+        compress = timed(["licrt", "compress", str(args.image), str(coded), *bundle])
+        decompress = timed(["licrt", "decompress", str(coded), str(decoded), *bundle])
+        size = coded.stat().st_size
+    report = {
+        "command": " ".join(["python", "bench/cli_cost.py", *(argv or sys.argv[1:])]),
+        "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count()},
+        "image": {"path": str(args.image), "width": width, "height": height, "megapixels": width * height / 1e6},
+        "bytes": size,
+        "bpp": 8 * size / (width * height),
+        "compress": compress,
+        "decompress": decompress,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=1) + "\n")
+    print(json.dumps(report, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
