@@ -21,7 +21,7 @@ from licrt.runtime.bundle import MANIFEST, Bundle, sha256_file
 from licrt.runtime.errors import ExportError
 from licrt.runtime.manifest import Bucket, Manifest, StageGraph, TensorSpec
 
-from .entropy_models import gaussian_tables
+from .entropy_models import fraction_bins, gaussian_tables
 from .graphs import WeightStore, export_graph, save_graph
 from .hyperprior import HyperpriorCodec
 from .verify import StageCheck, verify_bundle
@@ -53,7 +53,7 @@ def check_shapes(shapes: Sequence[tuple[int, int]], stride: int) -> None:
 
 
 def _specs(tensors: dict[str, torch.Tensor]) -> tuple[TensorSpec, ...]:
-    return tuple(TensorSpec(name, tuple(t.shape)) for name, t in tensors.items())
+    return tuple(TensorSpec(name, tuple(t.shape), str(t.dtype).removeprefix("torch.")) for name, t in tensors.items())
 
 
 def write_bundle(
@@ -114,7 +114,8 @@ def _write(model: HyperpriorCodec, shapes, root: Path, progress: bool):
             buckets.append(bucket)
             references[bucket.name] = recorded
     np.savez(root / "entropy" / "z.npz", **model.z_prior.tables())
-    np.savez(root / "entropy" / "y.npz", **gaussian_tables())
+    bins = fraction_bins(model.scale_table) if model.y_quantization == "integer" else None
+    np.savez(root / "entropy" / "y.npz", **gaussian_tables(model.scale_table, bins))
     files = {
         path.relative_to(root).as_posix(): sha256_file(path)
         for path in sorted(root.rglob("*"))
@@ -132,6 +133,8 @@ def _write(model: HyperpriorCodec, shapes, root: Path, progress: bool):
         y_quantization=model.y_quantization,
         precision="fp32",
         files=files,
+        rounding=model.rounding,
+        symbol_range=model.symbol_range,
     )
     (root / MANIFEST).write_text(manifest.dumps(), encoding="utf-8")
     return manifest, verify_bundle(Bundle.open(root), references)

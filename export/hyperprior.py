@@ -23,9 +23,9 @@ import torch
 from torch import nn
 
 from licrt.runtime.manifest import Padding
-from licrt.runtime.schedule import ContextStep, CodingSchedule
+from licrt.runtime.schedule import RASTER_POSITION, RASTER_ROW_INDEX, CodingSchedule, ContextStep
 
-from .entropy_models import add_uniform_noise, gaussian_likelihood, ste_round
+from .entropy_models import SCALE_TABLE, add_uniform_noise, gaussian_likelihood, ste_round
 
 
 @dataclass
@@ -54,6 +54,11 @@ class HyperpriorCodec(nn.Module, ABC):
     padding: Padding = Padding("replicate", "top-left")
     #: How ŷ relates to its symbols (see ``licrt.runtime.manifest.Y_QUANTIZATIONS``).
     y_quantization: str = "mean-shift"
+    #: How ẑ and ŷ are rounded (``licrt.runtime.manifest.ROUNDINGS``), and their range if clamped.
+    rounding: str = "half-even"
+    symbol_range: tuple[int, int] | None = None
+    #: Gaussian scales the ŷ coding tables are built for.
+    scale_table: np.ndarray = SCALE_TABLE
     schedule: CodingSchedule
     z_prior: nn.Module
 
@@ -77,11 +82,31 @@ class HyperpriorCodec(nn.Module, ABC):
     def synthesis(self, y_hat: torch.Tensor) -> torch.Tensor:
         """g_s: ŷ → image in [0, 1] (unclamped)."""
 
+    def quantize_hyper(self, z: torch.Tensor) -> torch.Tensor:
+        """ẑ at inference."""
+        return torch.round(z)
+
+    def quantize_latent(self, y: torch.Tensor, means: torch.Tensor, exact: bool) -> torch.Tensor:
+        """ŷ of the elements a step codes: round(y − μ) + μ (straight-through while training)."""
+        return (torch.round if exact else ste_round)(y - means) + means
+
+    def latent_symbols(self, y_hat: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
+        """The integers the runtime codes for ŷ (rounded: ŷ − μ is integral only up to float error)."""
+        return torch.round(y_hat - means)
+
+    def latent_likelihood(self, y_hat: torch.Tensor, scales: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
+        """The model's probability of each ŷ."""
+        return gaussian_likelihood(y_hat, scales, means)
+
+    def initial_caches(self, step: ContextStep, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Zero caches of a raster step for a latent of y's shape (codecs with raster steps override)."""
+        raise NotImplementedError(f"{type(self).__name__} declares no caches for raster step {step.name}")
+
     def walk_schedule(
         self,
         y: torch.Tensor,
         sources: dict[str, torch.Tensor],
-        quantize: Callable[[torch.Tensor], torch.Tensor],
+        exact: bool,
         visit: Callable[[ContextStep, dict, dict, torch.Tensor], None] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Build ŷ pass by pass, as the runtime does.
@@ -89,25 +114,32 @@ class HyperpriorCodec(nn.Module, ABC):
         Args:
             y: The latent (B, M, h, w).
             sources: The hyper decoder's outputs.
-            quantize: Rounding used for ŷ = quantize(y − μ) + μ.
-            visit: Called after each step with (step, graph inputs, graph
-                outputs, position mask).
+            exact: Round exactly (inference) rather than straight-through (training).
+            visit: Called after each graph run with (step, graph inputs, graph
+                outputs, selector); ``selector(t)`` picks the coded elements
+                out of a (B, C, h, w) tensor or the run's (1, C) outputs, in
+                the runtime's order.
 
         Returns:
-            ŷ, and the scales and means of every element of y.
+            ŷ, and the scales and means of every element of y (of the
+            checkerboard and channel steps; raster steps train with teacher
+            forcing instead).
         """
         state = dict(sources)
         y_hat = torch.zeros_like(y)
         scales_all, means_all = torch.zeros_like(y), torch.zeros_like(y)
         for step in self.schedule.steps:
             state["y_hat"] = y_hat
+            if step.raster:
+                y_hat = self._walk_raster(step, y, state, exact, visit)
+                continue
             inputs = {name: state[name] for name in step.reads}
             outputs = self.context_step(step, inputs)
             state.update({name: outputs[name] for name in step.writes})
             mask = torch.from_numpy(step.position_mask(*y.shape[2:])).to(y.device)
             start, stop = step.channels
             scales, means = outputs["scales"], outputs["means"]
-            coded = quantize(y[:, start:stop] - means) + means
+            coded = self.quantize_latent(y[:, start:stop], means, exact)
 
             def place(values, into):
                 merged = torch.where(mask, values, into[:, start:stop])
@@ -116,8 +148,31 @@ class HyperpriorCodec(nn.Module, ABC):
             y_hat = place(coded, y_hat)
             scales_all, means_all = place(scales, scales_all), place(means, means_all)
             if visit is not None:
-                visit(step, inputs, outputs, mask)
+                outputs = {**outputs, "y_hat": coded}
+                visit(step, inputs, outputs, lambda tensor: tensor[0][:, mask])
         return y_hat, scales_all, means_all
+
+    def _walk_raster(self, step, y, state, exact, visit) -> torch.Tensor:
+        """One graph run per position, in raster order, with the step's caches."""
+        start, stop = step.channels
+        width = y.shape[3]
+        y_hat = state["y_hat"].clone()
+        caches = self.initial_caches(step, y)
+        # ŷ and the caches are updated in place: a run reads neither the position
+        # it codes nor the cache row it returns, so its recorded inputs stay valid.
+        for position in range(y.shape[2] * width):
+            i, j = divmod(position, width)
+            available = {**state, "y_hat": y_hat, RASTER_POSITION: torch.tensor([position]), **caches}
+            inputs = {name: available[name] for name in step.graph_inputs}
+            outputs = self.context_step(step, inputs)
+            row = int(outputs[RASTER_ROW_INDEX][0])
+            for name, cache in caches.items():
+                cache[..., row, :] = outputs[f"{name}_row"]
+            coded = self.quantize_latent(y[:, start:stop, i, j], outputs["means"], exact)
+            y_hat[:, start:stop, i, j] = coded
+            if visit is not None:
+                visit(step, inputs, {**outputs, "y_hat": coded}, lambda tensor: tensor[0])
+        return y_hat
 
     def forward(self, x: torch.Tensor) -> dict:
         """Training pass: reconstruction and per-element likelihoods of y and z."""
@@ -125,7 +180,7 @@ class HyperpriorCodec(nn.Module, ABC):
         z = self.hyper_analysis(y)
         z_likelihood = self.z_prior.likelihood(add_uniform_noise(z))
         sources = self.hyper_synthesis(ste_round(z))
-        y_hat, scales, means = self.walk_schedule(y, sources, ste_round)
+        y_hat, scales, means = self.walk_schedule(y, sources, exact=False)
         y_likelihood = gaussian_likelihood(add_uniform_noise(y), scales, means)
         return {"x_hat": self.synthesis(y_hat), "likelihoods": {"y": y_likelihood, "z": z_likelihood}}
 
@@ -135,23 +190,24 @@ class HyperpriorCodec(nn.Module, ABC):
         stages: dict[str, tuple[dict, dict]] = {}
         y = self.analysis(x)
         z = self.hyper_analysis(y)
-        z_hat = torch.round(z)
+        z_hat = self.quantize_hyper(z)
         sources = self.hyper_synthesis(z_hat)
         symbols = [z_hat.flatten().to(torch.int32).cpu().numpy()]
         bits = [float(-torch.log2(self.z_prior.likelihood(z_hat)).sum())]
 
-        def visit(step, inputs, outputs, mask):
-            start, stop = step.channels
-            means = outputs["means"]
-            step_symbols = torch.round(y[:, start:stop] - means)[0][:, mask]
-            likelihood = gaussian_likelihood(step_symbols + means[0][:, mask],
-                                             outputs["scales"][0][:, mask], means[0][:, mask])
-            symbols.append(step_symbols.flatten().to(torch.int32).cpu().numpy())
-            bits.append(float(-torch.log2(likelihood).sum()))
-            if record:
-                stages[step.name] = (dict(inputs), {k: outputs[k] for k in ("scales", "means", *step.writes)})
+        step_symbols: dict[str, list[np.ndarray]] = {s.name: [] for s in self.schedule.steps}
+        step_bits = dict.fromkeys(step_symbols, 0.0)
 
-        y_hat, _, _ = self.walk_schedule(y, sources, torch.round, visit)
+        def visit(step, inputs, outputs, select):
+            coded, scales, means = (select(outputs[name]) for name in ("y_hat", "scales", "means"))
+            step_symbols[step.name].append(self.latent_symbols(coded, means).flatten().to(torch.int32).cpu().numpy())
+            step_bits[step.name] += float(-torch.log2(self.latent_likelihood(coded, scales, means)).sum())
+            if record:  # a raster step keeps its last run: the one with full caches
+                stages[step.name] = (dict(inputs), {k: outputs[k] for k in step.graph_outputs})
+
+        y_hat, _, _ = self.walk_schedule(y, sources, exact=True, visit=visit)
+        symbols += [np.concatenate(step_symbols[name]) for name in step_symbols]
+        bits += list(step_bits.values())
         x_hat = self.synthesis(y_hat)
         if record:
             stages["g_a"] = ({"x": x}, {"y": y})
@@ -176,8 +232,8 @@ class HyperpriorCodec(nn.Module, ABC):
 
 def _step_function(step: ContextStep):
     def run(codec: HyperpriorCodec, *tensors):
-        outputs = codec.context_step(step, dict(zip(step.reads, tensors)))
-        return tuple(outputs[name] for name in ("scales", "means", *step.writes))
+        outputs = codec.context_step(step, dict(zip(step.graph_inputs, tensors)))
+        return tuple(outputs[name] for name in step.graph_outputs)
 
     return run
 

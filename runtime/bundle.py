@@ -32,9 +32,12 @@ class Bundle:
         ('s2c-hybrid-s', [(256, 256)])
     """
 
-    def __init__(self, root: Path, manifest: Manifest):
+    def __init__(self, root: Path, manifest: Manifest, fingerprint: bytes):
         self.root = root
         self.manifest = manifest
+        #: 8 bytes of the sha256 of manifest.json, which lists the sha256 of
+        #: every other file: any change to the bundle changes it.
+        self.fingerprint = fingerprint
 
     @classmethod
     def open(cls, path: str | Path) -> Bundle:
@@ -50,13 +53,14 @@ class Bundle:
             raise BundleError(f"bundle {root} does not exist or is not a directory")
         manifest_path = root / MANIFEST
         try:
-            text = manifest_path.read_text(encoding="utf-8")
+            raw = manifest_path.read_bytes()
+            text = raw.decode("utf-8")
         except FileNotFoundError:
             raise BundleError(f"{root} is not a licrt bundle (no {MANIFEST})") from None
         except (OSError, UnicodeDecodeError) as exc:
             raise BundleError(f"cannot read {manifest_path}: {exc}") from None
         manifest = Manifest.loads(text)
-        bundle = cls(root, manifest)
+        bundle = cls(root, manifest, hashlib.sha256(raw).digest()[:8])
         for relative, expected in manifest.files.items():
             file = bundle.path(relative)
             if not file.is_file():
@@ -74,10 +78,6 @@ class Bundle:
         if parts.is_absolute() or ".." in parts.parts:
             raise BundleError(f"manifest.json names a file outside the bundle: {relative}")
         return self.root.joinpath(*parts.parts)
-
-    @cached_property
-    def fingerprint(self) -> bytes:
-        return self.manifest.fingerprint()
 
     @property
     def bucket_shapes(self) -> list[tuple[int, int]]:

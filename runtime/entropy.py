@@ -6,7 +6,7 @@ The coder never sees a raw float. Each symbol is coded against one *row* of a
 
 * for ẑ, one per channel (the factorized prior evaluated at export time);
 * for ŷ, one per entry of a :class:`ScaleTable`; a predicted Gaussian scale
-  selects the row of the smallest table scale that is at least as wide.
+  selects the row of the nearest table scale (on a log scale).
 
 Both sides load the very same float64 tables from the bundle, and constriction
 turns each row into a fixed-point model with deterministic integer arithmetic,
@@ -17,8 +17,7 @@ followed by its value under a uniform model over ±32767.
 
 Example:
     >>> import numpy as np, constriction
-    >>> tables = CategoricalTables(np.array([[0.25, 0.5, 0.25, 1e-9]]), np.array([4]),
-    ...                            np.array([-1]))
+    >>> tables = CategoricalTables(np.array([0.25, 0.5, 0.25, 1e-9]), np.array([4]), np.array([-1]))
     >>> encoder = constriction.stream.queue.RangeEncoder()
     >>> values, rows = np.array([0, 1, -1, 300], np.int32), np.zeros(4, np.int16)
     >>> tables.encode(encoder, values, rows)
@@ -45,33 +44,31 @@ class CategoricalTables:
     """Rows of integer-symbol probability tables, each ending in an escape bin.
 
     Args:
-        pmfs: (rows, width) float64; row r uses ``pmfs[r, :lengths[r]]``, whose
-            last entry is the escape bin's probability.
-        lengths: (rows,) number of used entries per row, escape included (≥ 2).
-        offsets: (rows,) the symbol value of each row's entry 0.
+        probabilities: float64, all rows one after the other; row r holds
+            ``lengths[r]`` entries, the last being the escape bin.
+        lengths: (rows,) entries per row, escape included (≥ 2).
+        offsets: (rows,) the symbol value of each row's first entry.
     """
 
-    def __init__(self, pmfs: np.ndarray, lengths: np.ndarray, offsets: np.ndarray):
-        self.pmfs = np.asarray(pmfs, dtype=np.float64)
+    def __init__(self, probabilities: np.ndarray, lengths: np.ndarray, offsets: np.ndarray):
+        self.probabilities = np.asarray(probabilities, dtype=np.float64)
         self.lengths = np.asarray(lengths, dtype=np.int64)
         self.offsets = np.asarray(offsets, dtype=np.int64)
-        rows, width = self.pmfs.shape
-        if self.lengths.shape != (rows,) or self.offsets.shape != (rows,):
-            raise BundleError("entropy tables: pmfs, lengths and offsets disagree in size")
-        if np.any(self.lengths < 2) or np.any(self.lengths > width):
-            raise BundleError("entropy tables: a row length is out of range")
-        if not np.all(np.isfinite(self.pmfs)) or np.any(self.pmfs < 0):
+        if self.probabilities.ndim != 1 or self.lengths.shape != self.offsets.shape or self.lengths.ndim != 1:
+            raise BundleError("entropy tables: probabilities, lengths and offsets disagree in shape")
+        if np.any(self.lengths < 2) or self.lengths.sum() != self.probabilities.size:
+            raise BundleError("entropy tables: row lengths do not match the probabilities")
+        if not np.all(np.isfinite(self.probabilities)) or np.any(self.probabilities < 0):
             raise BundleError("entropy tables: probabilities must be finite and non-negative")
+        self.starts = np.concatenate([[0], np.cumsum(self.lengths)[:-1]])
+        self._totals = np.add.reduceat(self.probabilities, self.starts)
         self._models = [
-            constriction.stream.model.Categorical(self.pmfs[r, : self.lengths[r]], perfect=False)
-            for r in range(rows)
+            constriction.stream.model.Categorical(self.probabilities[start : start + length], perfect=False)
+            for start, length in zip(self.starts, self.lengths)
         ]
 
     def __len__(self) -> int:
         return len(self.lengths)
-
-    def to_arrays(self) -> dict[str, np.ndarray]:
-        return {"pmfs": self.pmfs, "lengths": self.lengths, "offsets": self.offsets}
 
     def _indices(self, values: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Table indices of values (escape index where out of range), and the escape mask."""
@@ -120,29 +117,49 @@ class CategoricalTables:
         values = np.asarray(values).ravel()
         rows = np.asarray(rows).ravel()
         indices, escaped = self._indices(values, rows)
-        totals = self.pmfs.sum(axis=1)
-        p = self.pmfs[rows, indices] / totals[rows]
+        p = self.probabilities[self.starts[rows] + indices] / self._totals[rows]
         escape_bits = escaped.sum() * np.log2(2 * ESCAPE_LIMIT + 1)
         return float(-np.log2(np.maximum(p, 1e-300)).sum() + escape_bits)
 
 
 class ScaleTable:
-    """Maps predicted Gaussian scales to rows of the ŷ tables.
+    """Maps predicted Gaussian scales (and mean fractions) to rows of the ŷ tables.
 
-    The row of a scale is the smallest table entry that is at least as large
-    (table entries ascend; scales below the first use row 0, above the last
-    the last row). Both encoder and decoder call :meth:`rows` on the same
-    float32 scales, so they select identical rows.
+    The scale index is that of the nearest table scale on a log scale: the
+    boundaries are the geometric means of neighbouring scales, computed with
+    correctly rounded IEEE arithmetic, so every platform draws them alike.
+    Rounding to the nearest rather than up halves the worst mismatch, and a
+    model whose symbols are sharper than its scales (an untrained one) is not
+    charged for a wider table. With ``fraction_bins``, scale s owns ``fraction_bins[s]``
+    consecutive rows, one per equal slice of the mean's fractional part
+    μ − rint(μ) ∈ [−½, ½]. Both encoder and decoder call :meth:`rows` on the
+    same float32 values, so they select identical rows.
     """
 
-    def __init__(self, scales: np.ndarray):
+    def __init__(self, scales: np.ndarray, fraction_bins: np.ndarray | None = None):
         self.scales = np.asarray(scales, dtype=np.float32)
         if self.scales.ndim != 1 or np.any(np.diff(self.scales) <= 0):
             raise BundleError("scale table must be a strictly increasing vector")
+        bins = np.ones(len(self.scales), np.int64) if fraction_bins is None else np.asarray(fraction_bins, np.int64)
+        if bins.shape != self.scales.shape or np.any(bins < 1):
+            raise BundleError("scale table: fraction_bins needs one positive count per scale")
+        self.fraction_bins = bins
+        self.first_row = np.concatenate([[0], np.cumsum(bins)[:-1]])
+        table = self.scales.astype(np.float64)
+        self._boundaries = np.sqrt(table[:-1] * table[1:]).astype(np.float32)
 
-    def rows(self, scales: np.ndarray) -> np.ndarray:
-        index = np.searchsorted(self.scales, np.asarray(scales, dtype=np.float32), side="left")
-        return np.minimum(index, len(self.scales) - 1).astype(np.int16)
+    @property
+    def rows_needed(self) -> int:
+        return int(self.fraction_bins.sum())
+
+    def rows(self, scales: np.ndarray, fractions: np.ndarray | None = None) -> np.ndarray:
+        index = np.searchsorted(self._boundaries, np.asarray(scales, dtype=np.float32), side="left")
+        rows = self.first_row[index]
+        if fractions is not None:
+            bins = self.fraction_bins[index]
+            slot = np.floor((np.asarray(fractions, dtype=np.float32) + np.float32(0.5)) * bins).astype(np.int64)
+            rows = rows + np.clip(slot, 0, bins - 1)
+        return rows.astype(np.int16)
 
 
 def _group_by_row(rows: np.ndarray, num_rows: int):
@@ -160,10 +177,11 @@ def load_tables(path: Path) -> tuple[CategoricalTables, ScaleTable | None]:
     """Load a table file written by the exporter (``.npz`` without pickles)."""
     try:
         with np.load(path, allow_pickle=False) as data:
-            tables = CategoricalTables(data["pmfs"], data["lengths"], data["offsets"])
-            scale_table = ScaleTable(data["scale_table"]) if "scale_table" in data else None
+            tables = CategoricalTables(data["probabilities"], data["lengths"], data["offsets"])
+            scale_table = (ScaleTable(data["scale_table"], data["fraction_bins"] if "fraction_bins" in data else None)
+                           if "scale_table" in data else None)
     except (OSError, ValueError, KeyError) as exc:
         raise BundleError(f"cannot read entropy tables {path.name}: {exc}") from None
-    if scale_table is not None and len(scale_table.scales) != len(tables):
+    if scale_table is not None and scale_table.rows_needed != len(tables):
         raise BundleError(f"{path.name}: the scale table and the tables differ in length")
     return tables, scale_table

@@ -20,12 +20,11 @@ never needs to know which codec it runs.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 
 from .errors import BundleError
-from .schedule import ENTROPY_PARAMETERS, CodingSchedule
+from .schedule import CodingSchedule
 
 FORMAT = "licrt-bundle"
 FORMAT_VERSION = 1
@@ -34,9 +33,16 @@ FORMAT_VERSION = 1
 TRANSFORM_STAGES = ("g_a", "h_a", "h_s", "g_s")
 PADDING_MODES = ("replicate", "constant")
 PADDING_ANCHORS = ("top-left", "center")
-#: How ŷ relates to its symbols: ``mean-shift`` codes round(y - μ) and
-#: reconstructs symbol + μ.
-Y_QUANTIZATIONS = ("mean-shift",)
+#: How ŷ relates to its symbols. ``mean-shift``: ŷ = round(y − μ) + μ, the
+#: symbol is round(y − μ). ``integer``: ŷ = round(y), the symbol is ŷ − rint(μ),
+#: coded with tables chosen by σ and by the fraction μ − rint(μ).
+Y_QUANTIZATIONS = ("mean-shift", "integer")
+#: Rounding of ẑ (and of ŷ with ``integer``): numpy's rint, or ⌊x + ½⌋.
+ROUNDINGS = ("half-even", "half-up")
+
+
+def _range(value) -> tuple[int, int] | None:
+    return None if value is None else (int(value[0]), int(value[1]))
 
 
 @dataclass(frozen=True)
@@ -128,6 +134,8 @@ class Manifest:
         y_quantization: One of :data:`Y_QUANTIZATIONS`.
         precision: Numeric precision of the graphs (``fp32``).
         files: sha256 of every file in the bundle, by relative path.
+        rounding: One of :data:`ROUNDINGS`.
+        symbol_range: (low, high) that ẑ and ŷ are clamped to, if any.
     """
 
     codec: str
@@ -141,6 +149,8 @@ class Manifest:
     y_quantization: str
     precision: str
     files: dict[str, str]
+    rounding: str = "half-even"
+    symbol_range: tuple[int, int] | None = None
 
     def to_json(self) -> dict:
         return {
@@ -156,6 +166,8 @@ class Manifest:
             "entropy": {
                 "z": {"tables": self.z_tables},
                 "y": {"tables": self.y_tables, "quantization": self.y_quantization},
+                "rounding": self.rounding,
+                "symbol_range": list(self.symbol_range) if self.symbol_range else None,
             },
             "precision": self.precision,
             "files": dict(sorted(self.files.items())),
@@ -163,15 +175,6 @@ class Manifest:
 
     def dumps(self) -> str:
         return json.dumps(self.to_json(), indent=1, sort_keys=True) + "\n"
-
-    def fingerprint(self) -> bytes:
-        """8 bytes that change whenever any graph, table or setting changes.
-
-        The manifest holds the sha256 of every file, so hashing its canonical
-        JSON covers the whole bundle.
-        """
-        canonical = json.dumps(self.to_json(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).digest()[:8]
 
     @classmethod
     def loads(cls, text: str) -> Manifest:
@@ -206,6 +209,8 @@ class Manifest:
                 y_quantization=str(data["entropy"]["y"]["quantization"]),
                 precision=str(data["precision"]),
                 files={str(k): str(v) for k, v in data["files"].items()},
+                rounding=str(data["entropy"].get("rounding", "half-even")),
+                symbol_range=_range(data["entropy"].get("symbol_range")),
             )
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise BundleError(f"manifest.json is incomplete or malformed ({exc!r})") from None
@@ -216,6 +221,10 @@ class Manifest:
         """Check internal consistency. Raises :class:`BundleError`."""
         if self.padding.mode not in PADDING_MODES or self.padding.anchor not in PADDING_ANCHORS:
             raise BundleError(f"manifest.json: unknown padding rule {self.padding}")
+        if self.rounding not in ROUNDINGS:
+            raise BundleError(f"manifest.json: rounding {self.rounding!r} is not one of {', '.join(ROUNDINGS)}")
+        if self.symbol_range is not None and self.symbol_range[0] >= self.symbol_range[1]:
+            raise BundleError(f"manifest.json: empty symbol range {self.symbol_range}")
         if self.y_quantization not in Y_QUANTIZATIONS:
             raise BundleError(
                 f"manifest.json: y quantization {self.y_quantization!r} is not supported "
@@ -253,7 +262,7 @@ class Manifest:
             "g_s": (["y_hat"], ["x_hat"]),
         }
         for step in self.schedule.steps:
-            expected[step.name] = (list(step.reads), [*ENTROPY_PARAMETERS, *step.writes])
+            expected[step.name] = (list(step.graph_inputs), list(step.graph_outputs))
         for name, (inputs, outputs) in expected.items():
             graph = bucket.stages[name]
             if sorted(names(graph.inputs)) != sorted(inputs) or sorted(

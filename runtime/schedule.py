@@ -18,6 +18,14 @@ Each :class:`ContextStep` names the state tensors its graph reads (graph input
 names) and the extra tensors it writes (graph outputs besides ``scales`` and
 ``means``), so the runtime needs no knowledge of any particular codec.
 
+A ``raster`` step is an autoregressive pass: its graph runs once per position
+in raster order, reads the runtime-provided ``position`` (int64, shape (1,))
+and returns (1, C) parameters for that position only. Its ``caches`` are
+state tensors that persist across those runs (a transformer's keys and
+values): the runtime creates them as zeros, and after each run writes the
+graph's ``<cache>_row`` output into the cache at index ``row_index`` of the
+second-to-last axis, so one run costs one token's work, not a full recompute.
+
 Example:
     >>> step = ContextStep("y0-anchor", channels=(0, 16), positions="checkerboard-even",
     ...                    reads=("hyper",))
@@ -34,8 +42,14 @@ import numpy as np
 from .errors import BundleError
 
 #: Position sets a step can code. ``checkerboard-even`` is every (i, j) with
-#: (i + j) even, ``checkerboard-odd`` the rest.
-POSITION_SETS = ("all", "checkerboard-even", "checkerboard-odd")
+#: (i + j) even, ``checkerboard-odd`` the rest; ``raster`` is every position,
+#: one graph run each.
+POSITION_SETS = ("all", "checkerboard-even", "checkerboard-odd", "raster")
+
+#: What the runtime feeds a raster step's graph besides the state it reads.
+RASTER_POSITION = "position"
+#: The graph output that says where a raster step's cache rows go.
+RASTER_ROW_INDEX = "row_index"
 
 #: Tensors the runtime puts into the state before the first step.
 INITIAL_STATE = ("y_hat",)
@@ -54,6 +68,7 @@ class ContextStep:
         positions: One of :data:`POSITION_SETS`.
         reads: State tensors the step graph takes as inputs, in graph order.
         writes: State tensors the graph returns besides scales and means.
+        caches: For a raster step, state tensors kept across its runs.
     """
 
     name: str
@@ -61,10 +76,25 @@ class ContextStep:
     positions: str
     reads: tuple[str, ...]
     writes: tuple[str, ...] = ()
+    caches: tuple[str, ...] = ()
+
+    @property
+    def raster(self) -> bool:
+        return self.positions == "raster"
+
+    @property
+    def graph_inputs(self) -> tuple[str, ...]:
+        """Input names of the step graph: what it reads, then the position and caches of a raster step."""
+        return (*self.reads, RASTER_POSITION, *self.caches) if self.raster else self.reads
+
+    @property
+    def graph_outputs(self) -> tuple[str, ...]:
+        rows = (*(f"{cache}_row" for cache in self.caches), RASTER_ROW_INDEX) if self.raster else ()
+        return (*ENTROPY_PARAMETERS, *self.writes, *rows)
 
     def position_mask(self, height: int, width: int) -> np.ndarray:
         """Boolean (height, width) mask of the positions this step codes."""
-        if self.positions == "all":
+        if self.positions in ("all", "raster"):
             return np.ones((height, width), dtype=bool)
         parity = 0 if self.positions == "checkerboard-even" else 1
         rows, cols = np.indices((height, width))
@@ -77,6 +107,7 @@ class ContextStep:
             "positions": self.positions,
             "reads": list(self.reads),
             "writes": list(self.writes),
+            "caches": list(self.caches),
         }
 
     @classmethod
@@ -87,6 +118,7 @@ class ContextStep:
             positions=str(data["positions"]),
             reads=tuple(str(n) for n in data["reads"]),
             writes=tuple(str(n) for n in data.get("writes", ())),
+            caches=tuple(str(n) for n in data.get("caches", ())),
         )
 
 
@@ -134,6 +166,8 @@ class CodingSchedule:
                     f"schedule: step {step.name!r} codes channels [{start}, {stop}) "
                     f"of a {self.channels}-channel latent"
                 )
+            if step.caches and not step.raster:
+                raise BundleError(f"schedule: step {step.name!r} has caches but is not a raster step")
             missing = [name for name in step.reads if name not in available]
             if missing:
                 raise BundleError(

@@ -16,7 +16,7 @@ all come from the manifest.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import constriction
@@ -27,7 +27,7 @@ from .container import symbol_digest
 from .errors import BackendError, BitstreamError
 from .manifest import Bucket
 from .backends.base import StageRunner
-from .schedule import ContextStep
+from .schedule import RASTER_POSITION, RASTER_ROW_INDEX
 
 
 @dataclass
@@ -73,6 +73,9 @@ class TileCoder:
         ).ravel()
         height, width = self.y_shape[2:]
         self._masks = {s.name: s.position_mask(height, width) for s in self.schedule.steps}
+        self._input_shapes = {
+            s.name: {spec.name: spec.shape for spec in bucket.stages[s.name].inputs} for s in self.schedule.steps
+        }
 
     def _run(self, stage: str, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if stage not in self._runners:
@@ -83,37 +86,90 @@ class TileCoder:
                 raise BackendError(f"stage {stage} produced non-finite values in {name!r}")
         return outputs
 
-    def _step_parameters(self, step: ContextStep, state: dict[str, np.ndarray]):
-        """Run one step graph; returns the coded elements' row indices and means."""
-        outputs = self._run(step.name, {name: state[name] for name in step.reads})
-        for name in step.writes:
-            state[name] = outputs[name]
-        mask = self._masks[step.name]
-        scales = outputs["scales"][0][:, mask]
-        means = outputs["means"][0][:, mask]
-        return self.bundle.scale_table.rows(scales).ravel(), means
+    def _round(self, values: np.ndarray) -> np.ndarray:
+        """The bundle's rounding (and clamp) of ẑ, or of ŷ with ``integer`` quantization."""
+        manifest = self.bundle.manifest
+        rounded = np.rint(values) if manifest.rounding == "half-even" else np.floor(values + np.float32(0.5))
+        if manifest.symbol_range is not None:
+            rounded = np.clip(rounded, *manifest.symbol_range)
+        return rounded
+
+    def _rows_and_centers(self, scales: np.ndarray, means: np.ndarray):
+        """Table rows and centers of coded elements; a symbol is ŷ − center.
+
+        With ``mean-shift`` the center is μ; with ``integer`` it is rint(μ), and
+        the fraction μ − rint(μ) selects the row together with σ.
+        """
+        if self.bundle.manifest.y_quantization == "mean-shift":
+            return self.bundle.scale_table.rows(scales).ravel(), means
+        centers = np.rint(means)
+        return self.bundle.scale_table.rows(scales, means - centers).ravel(), centers
+
+    def _passes(self, state: dict[str, np.ndarray], code: Callable) -> Iterator[tuple[str, np.ndarray, float]]:
+        """Walk the schedule, filling ``state["y_hat"]``; yields (pass, symbols, bits) per step.
+
+        Args:
+            code: ``code(select, rows, centers) -> symbols`` codes one batch of
+                elements: ``select`` picks those elements out of a (1, M, h, w)
+                array; the encoder encodes what it picks from y, the decoder
+                decodes. Encoder and decoder share this walk, so both compute
+                every graph input identically.
+        """
+        y_hat = state["y_hat"]
+        tables = self.bundle.y_tables
+        for step in self.schedule.steps:
+            start, stop = step.channels
+            if not step.raster:
+                outputs = self._run(step.name, {name: state[name] for name in step.reads})
+                state.update({name: outputs[name] for name in step.writes})
+                mask = self._masks[step.name]
+                rows, centers = self._rows_and_centers(outputs["scales"][0][:, mask], outputs["means"][0][:, mask])
+                symbols = code(lambda array: array[0, start:stop][:, mask], rows, centers).reshape(centers.shape)
+                y_hat[0, start:stop][:, mask] = symbols + centers
+                yield step.name, symbols.ravel(), tables.information_bits(symbols, rows)
+                continue
+            caches = {name: np.zeros(self._input_shapes[step.name][name], np.float32) for name in step.caches}
+            feed = {name: state[name] for name in step.reads}
+            width = self.y_shape[3]
+            step_symbols, bits = [], 0.0
+            for position in range(self.y_shape[2] * width):
+                outputs = self._run(step.name, {**feed, RASTER_POSITION: np.array([position]), **caches})
+                row = int(outputs[RASTER_ROW_INDEX][0])
+                for name, cache in caches.items():
+                    cache[..., row, :] = outputs[f"{name}_row"]
+                i, j = divmod(position, width)
+                rows, centers = self._rows_and_centers(outputs["scales"][0], outputs["means"][0])
+                symbols = code(lambda array: array[0, start:stop, i, j], rows, centers)
+                y_hat[0, start:stop, i, j] = symbols + centers
+                step_symbols.append(symbols)
+                bits += tables.information_bits(symbols, rows)
+            yield step.name, np.concatenate(step_symbols), bits
+
+    def _hyper(self, z_symbols: np.ndarray) -> dict[str, np.ndarray]:
+        state = self._run("h_s", {"z_hat": z_symbols.reshape(self.z_shape).astype(np.float32)})
+        state["y_hat"] = np.zeros(self.y_shape, dtype=np.float32)
+        return state
 
     def encode(self, x: np.ndarray) -> CodedTile:
         """Encode one padded tile, (1, 3, H, W) float32 in [0, 1]."""
         y = self._run("g_a", {"x": x})["y"]
         z = self._run("h_a", {"y": y})["z"]
         encoder = constriction.stream.queue.RangeEncoder()
-        z_symbols = np.rint(z).astype(np.int32).ravel()
-        symbols, bits = [z_symbols], [self.bundle.z_tables.information_bits(z_symbols, self._z_rows)]
+        z_symbols = self._round(z).astype(np.int32).ravel()
         self.bundle.z_tables.encode(encoder, z_symbols, self._z_rows)
+        symbols, bits = [z_symbols], [self.bundle.z_tables.information_bits(z_symbols, self._z_rows)]
+        mean_shift = self.bundle.manifest.y_quantization == "mean-shift"
 
-        state = self._run("h_s", {"z_hat": z_symbols.reshape(self.z_shape).astype(np.float32)})
-        state["y_hat"] = y_hat = np.zeros(self.y_shape, dtype=np.float32)
-        for step in self.schedule.steps:
-            rows, means = self._step_parameters(step, state)
-            start, stop = step.channels
-            mask = self._masks[step.name]
-            y_step = y[0, start:stop][:, mask]
-            step_symbols = np.rint(y_step - means).astype(np.int32)
+        def code(select, rows, centers):
+            values = select(y)
+            coded = np.rint(values - centers) if mean_shift else self._round(values) - centers
+            step_symbols = coded.astype(np.int32)
             self.bundle.y_tables.encode(encoder, step_symbols.ravel(), rows)
-            y_hat[0, start:stop][:, mask] = step_symbols.astype(np.float32) + means
-            symbols.append(step_symbols.ravel())
-            bits.append(self.bundle.y_tables.information_bits(step_symbols, rows))
+            return step_symbols
+
+        for _, step_symbols, step_bits in self._passes(self._hyper(z_symbols), code):
+            symbols.append(step_symbols)
+            bits.append(step_bits)
         payload = encoder.get_compressed().astype("<u4").tobytes()
         return CodedTile(payload, tuple(symbol_digest(s) for s in symbols), symbols, bits)
 
@@ -145,17 +201,11 @@ class TileCoder:
         z_symbols = self.bundle.z_tables.decode(decoder, self._z_rows)
         check(0, "z", z_symbols)
         symbols, bits = [z_symbols], [self.bundle.z_tables.information_bits(z_symbols, self._z_rows)]
-        state = self._run("h_s", {"z_hat": z_symbols.reshape(self.z_shape).astype(np.float32)})
-        state["y_hat"] = y_hat = np.zeros(self.y_shape, dtype=np.float32)
-        for index, step in enumerate(self.schedule.steps, start=1):
-            rows, means = self._step_parameters(step, state)
-            step_symbols = self.bundle.y_tables.decode(decoder, rows)
-            check(index, step.name, step_symbols)
-            start, stop = step.channels
-            mask = self._masks[step.name]
-            y_hat[0, start:stop][:, mask] = step_symbols.reshape(means.shape).astype(np.float32) + means
+        state = self._hyper(z_symbols)
+        passes = self._passes(state, lambda select, rows, centers: self.bundle.y_tables.decode(decoder, rows))
+        for index, (name, step_symbols, step_bits) in enumerate(passes, start=1):
+            check(index, name, step_symbols)
             symbols.append(step_symbols)
-            bits.append(self.bundle.y_tables.information_bits(step_symbols, rows))
-        x_hat = self._run("g_s", {"y_hat": y_hat})["x_hat"] if reconstruct else None
+            bits.append(step_bits)
+        x_hat = self._run("g_s", {"y_hat": state["y_hat"]})["x_hat"] if reconstruct else None
         return CodedTile(payload, digests, symbols, bits, x_hat)
-

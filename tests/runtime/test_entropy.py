@@ -4,13 +4,13 @@ import pytest
 
 from licrt.export.entropy_models import SCALE_TABLE, gaussian_tables
 from licrt.runtime.entropy import ESCAPE_LIMIT, CategoricalTables, ScaleTable
-from licrt.runtime.errors import BitstreamError, CodingError
+from licrt.runtime.errors import BitstreamError, BundleError, CodingError
 
 
 @pytest.fixture(scope="module")
 def y_tables():
     arrays = gaussian_tables()
-    return CategoricalTables(arrays["pmfs"], arrays["lengths"], arrays["offsets"]), ScaleTable(arrays["scale_table"])
+    return CategoricalTables(arrays["probabilities"], arrays["lengths"], arrays["offsets"]), ScaleTable(arrays["scale_table"])
 
 
 def code(tables, values, rows):
@@ -47,15 +47,44 @@ def test_values_beyond_the_escape_range_are_refused(y_tables):
         code(tables, np.array([ESCAPE_LIMIT + 1], np.int32), np.zeros(1, np.int16))
 
 
-def test_scale_rows_pick_the_smallest_table_scale_at_least_as_wide():
+def test_scale_rows_pick_the_nearest_table_scale_on_a_log_scale():
     table = ScaleTable(SCALE_TABLE)
-    scales = np.array([-1.0, 0.0, 0.11, 0.1100001, SCALE_TABLE[5], SCALE_TABLE[5] * 1.0001, 1e6], np.float32)
-    assert table.rows(scales).tolist() == [0, 0, 0, 1, 5, 6, 63]
+    step = SCALE_TABLE[1] / SCALE_TABLE[0]
+    scales = np.array([-1.0, 0.0, 0.11, 0.11 * step**0.49, 0.11 * step**0.51, SCALE_TABLE[5], 1e6], np.float32)
+    assert table.rows(scales).tolist() == [0, 0, 0, 0, 1, 5, 63]
+
+
+def test_fraction_bins_select_rows_by_the_means_fraction():
+    table = ScaleTable(np.array([0.1, 1.0, 10.0], np.float32), fraction_bins=np.array([4, 2, 1]))
+    scales = np.array([0.1, 0.1, 0.1, 1.0, 1.0, 10.0], np.float32)
+    fractions = np.array([-0.5, -0.1, 0.49, -0.2, 0.2, 0.4], np.float32)
+    assert table.rows(scales, fractions).tolist() == [0, 1, 3, 4, 5, 6]
+
+
+def test_integer_mode_tables_round_trip():
+    from licrt.export.entropy_models import fraction_bins
+
+    scale_table = np.exp(np.linspace(np.log(0.02), np.log(256), 128)).astype(np.float32)
+    arrays = gaussian_tables(scale_table, fraction_bins(scale_table))
+    tables = CategoricalTables(arrays["probabilities"], arrays["lengths"], arrays["offsets"])
+    scale_rows = ScaleTable(arrays["scale_table"], arrays["fraction_bins"])
+    rng = np.random.default_rng(2)
+    scales = np.exp(rng.uniform(np.log(0.02), np.log(50), 50_000)).astype(np.float32)
+    means = rng.uniform(-20, 20, scales.size).astype(np.float32)
+    values = np.rint(rng.normal(means, scales))
+    centers = np.rint(means)
+    rows = scale_rows.rows(scales, means - centers)
+    symbols = (values - centers).astype(np.int32)
+    decoded, bits = code(tables, symbols, rows)
+    assert np.array_equal(decoded, symbols)
+    assert bits <= tables.information_bits(symbols, rows) * 1.001 + 64
 
 
 def test_tables_reject_bad_arrays():
-    with pytest.raises(Exception, match="length"):
-        CategoricalTables(np.ones((1, 3)), np.array([1]), np.array([0]))
+    with pytest.raises(BundleError, match="lengths"):
+        CategoricalTables(np.ones(3), np.array([1]), np.array([0]))
+    with pytest.raises(BundleError, match="do not match"):
+        CategoricalTables(np.ones(5), np.array([2, 2]), np.array([0, 0]))
 
 
 def test_decoding_garbage_with_escapes_raises_or_returns_values(y_tables):
