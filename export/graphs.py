@@ -26,6 +26,8 @@ import onnx
 import torch
 from onnx import numpy_helper
 
+from licrt.plugins.topk_attention import onnx_function as topk_onnx
+from licrt.plugins.topk_attention.torch_op import ONNX_TRANSLATIONS
 from licrt.runtime.errors import ExportError
 
 OPSET = 18
@@ -49,10 +51,13 @@ def export_graph(module: torch.nn.Module, inputs: dict[str, torch.Tensor],
                 dynamo=True,
                 optimize=True,
                 verbose=False,
+                custom_translation_table=ONNX_TRANSLATIONS,
             )
         except Exception as exc:  # the exporter raises many unrelated types
             raise ExportError(f"torch.onnx could not export the graph: {exc}") from exc
-    return program.model_proto
+    model = program.model_proto
+    topk_onnx.add_function(model)
+    return model
 
 
 @contextlib.contextmanager
@@ -91,7 +96,7 @@ class WeightStore:
             data = numpy_helper.to_array(tensor)
             if data.nbytes < EXTERNAL_THRESHOLD:
                 continue
-            if data.dtype == np.float32 and np.array_equal(data.astype(np.float16).astype(np.float32), data):
+            if data.dtype == np.float32 and _exact_in_half(data):
                 casts.append(onnx.helper.make_node("Cast", [f"{tensor.name}.fp16"], [tensor.name],
                                                    name=f"{tensor.name}.cast", to=onnx.TensorProto.FLOAT))
                 tensor.name, tensor.data_type = f"{tensor.name}.fp16", onnx.TensorProto.FLOAT16
@@ -116,6 +121,11 @@ class WeightStore:
             nodes = [*casts, *model.graph.node]
             del model.graph.node[:]
             model.graph.node.extend(nodes)
+
+
+def _exact_in_half(data: np.ndarray) -> bool:
+    with np.errstate(over="ignore"):  # values beyond float16's range become inf and compare unequal
+        return np.array_equal(data.astype(np.float16).astype(np.float32), data)
 
 
 def save_graph(model: onnx.ModelProto, path: Path, store: WeightStore) -> None:

@@ -1,0 +1,68 @@
+"""``licrt::TopkAttention`` in PyTorch: the differentiable implementation models call.
+
+In eager mode (training, the reference coder) :func:`topk_attention` computes
+with plain torch ops. While torch.onnx exports, it calls the registered
+custom op instead, which :data:`ONNX_TRANSLATIONS` turns into one
+``licrt::TopkAttention`` node: the exported graph keeps the op whole.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from . import DOMAIN, MASKS
+from .onnx_function import OPSET, register_schema
+
+NEGATIVE = -torch.finfo(torch.float32).max
+
+
+def _indices(query_start: torch.Tensor, queries: int, keys: int, width: int, device):
+    query = (query_start + torch.arange(queries, device=device))[:, None]
+    key = torch.arange(keys, device=device)[None, :]
+    return query, key
+
+
+def eager_topk_attention(q, k, v, table, query_start, topk: int, scale: float, positions: int, width: int,
+                         mask: int):
+    query, key = _indices(query_start, q.shape[2], k.shape[2], width, q.device)
+    dv, dh = key // width - query // width, key % width - query % width
+    half = positions // 2
+    bucket = torch.where(dv.abs() + dh.abs() <= half, (dv + half) * positions + dh + half, torch.zeros_like(dv))
+    position = torch.gather(q @ table.t(), -1, bucket.expand(*q.shape[:2], *bucket.shape))
+    logits = (q @ k.transpose(-2, -1) + position) * scale
+    if mask == MASKS["causal"]:
+        logits = logits.masked_fill(key > query, NEGATIVE)
+    elif mask == MASKS["anchors"]:
+        logits = logits.masked_fill(((key // width + key % width) % 2 == 0) & (key != query), NEGATIVE)
+    kth = torch.topk(logits, min(topk, logits.shape[-1]), dim=-1).values[..., -1:]
+    logits = torch.where(logits >= kth, logits, torch.full_like(logits, NEGATIVE))
+    return torch.softmax(logits.float(), dim=-1).to(v.dtype) @ v
+
+
+@torch.library.custom_op(f"{DOMAIN}::topk_attention", mutates_args=())
+def _exported(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, table: torch.Tensor, query_start: torch.Tensor,
+              topk: int, scale: float, positions: int, width: int, mask: int) -> torch.Tensor:
+    return eager_topk_attention(q, k, v, table, query_start, topk, scale, positions, width, mask)
+
+
+@_exported.register_fake
+def _(q, k, v, table, query_start, topk, scale, positions, width, mask):
+    return q.new_empty(*q.shape[:3], v.shape[3])
+
+
+def topk_attention(q, k, v, table, query_start, *, topk: int, scale: float, positions: int, width: int, mask: str):
+    """Top-k attention of q (B, heads, Nq, d) over k, v (B, heads, Nk, d); see the package docstring."""
+    arguments = (q, k, v, table, query_start, topk, float(scale), positions, width, MASKS[mask])
+    if torch.onnx.is_in_onnx_export():
+        return torch.ops.licrt.topk_attention(*arguments)
+    return eager_topk_attention(*arguments)
+
+
+def _translate(q, k, v, table, query_start, topk, scale, positions, width, mask):
+    return OPSET.TopkAttention(q, k, v, table, query_start, topk=topk, scale=scale, positions=positions,
+                               width=width, mask=mask)
+
+
+register_schema()
+#: For ``torch.onnx.export(custom_translation_table=...)``.
+ONNX_TRANSLATIONS = {torch.ops.licrt.topk_attention.default: _translate}
