@@ -27,6 +27,10 @@ from . import registry
 FORMAT = "licrt-checkpoint"
 
 
+class PickledCheckpointError(ExportError):
+    """The checkpoint holds pickled Python objects (whole modules), not just weights."""
+
+
 def checkpoint_dict(model, half: bool = False, **extra) -> dict:
     """The dict :func:`save_checkpoint` writes, for callers that add training state.
 
@@ -59,9 +63,10 @@ def read_checkpoint(path: str | Path) -> dict:
         raise ExportError(f"{path} is not a PyTorch checkpoint (torch.save writes zip archives)")
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise ExportError(
-            f"{path} holds pickled Python objects, not just weights ({str(exc).splitlines()[0]})"
+    except pickle.UnpicklingError:
+        raise PickledCheckpointError(
+            f"{path} holds pickled Python objects, not just weights; licrt reads those only in a codec's "
+            "official format (the official Entroformer checkpoints)"
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
         raise ExportError(f"{path} is not a PyTorch checkpoint ({exc})") from None
@@ -73,11 +78,20 @@ def read_checkpoint(path: str | Path) -> dict:
 def load_model(path: str | Path, codec_id: str, overrides: dict[str, str] | None = None):
     """Build codec_id and load its weights from a checkpoint.
 
+    A checkpoint of whole pickled modules is handed to the codec's own
+    ``load_official`` loader when it has one (Entroformer's official format).
+
     Raises:
         ExportError: the checkpoint is for another codec, or its weights do
             not fit the model (missing, unexpected or differently shaped keys).
     """
-    data = read_checkpoint(path)
+    try:
+        data = read_checkpoint(path)
+    except PickledCheckpointError:
+        official = getattr(registry.lookup(codec_id).model, "load_official", None)
+        if official is None:
+            raise
+        return official(Path(path), codec_id, overrides)
     if data.get("format") == FORMAT:
         if data["codec"] != codec_id:
             raise ExportError(f"{path} is a {data['codec']} checkpoint, not {codec_id}")
