@@ -32,7 +32,7 @@ def probe_image(height: int, width: int) -> torch.Tensor:
     rows, cols = np.mgrid[0:height, 0:width] / max(height, width)
     rng = np.random.default_rng(0)
     planes = []
-    for c in range(3):
+    for _ in range(3):
         fx, fy, phase = rng.uniform(1, 6, size=3)
         smooth = 0.5 + 0.3 * np.sin(2 * np.pi * (fx * cols + fy * rows) + phase)
         planes.append(smooth + 0.08 * rng.standard_normal((height, width)))

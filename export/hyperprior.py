@@ -116,9 +116,9 @@ class HyperpriorCodec(nn.Module, ABC):
             sources: The hyper decoder's outputs.
             exact: Round exactly (inference) rather than straight-through (training).
             visit: Called after each graph run with (step, graph inputs, graph
-                outputs, selector); ``selector(t)`` picks the coded elements
-                out of a (B, C, h, w) tensor or the run's (1, C) outputs, in
-                the runtime's order.
+                outputs, index), where ``outputs`` also holds the run's ``y_hat``
+                and ``outputs[name][0][index]`` are the coded elements in the
+                runtime's order (channel-major).
 
         Returns:
             ŷ, and the scales and means of every element of y (of the
@@ -137,19 +137,13 @@ class HyperpriorCodec(nn.Module, ABC):
             outputs = self.context_step(step, inputs)
             state.update({name: outputs[name] for name in step.writes})
             mask = torch.from_numpy(step.position_mask(*y.shape[2:])).to(y.device)
-            start, stop = step.channels
-            scales, means = outputs["scales"], outputs["means"]
-            coded = self.quantize_latent(y[:, start:stop], means, exact)
-
-            def place(values, into):
-                merged = torch.where(mask, values, into[:, start:stop])
-                return torch.cat([into[:, :start], merged, into[:, stop:]], dim=1)
-
-            y_hat = place(coded, y_hat)
-            scales_all, means_all = place(scales, scales_all), place(means, means_all)
+            channels = slice(*step.channels)
+            coded = self.quantize_latent(y[:, channels], outputs["means"], exact)
+            y_hat = _merge(y_hat, coded, channels, mask)
+            scales_all = _merge(scales_all, outputs["scales"], channels, mask)
+            means_all = _merge(means_all, outputs["means"], channels, mask)
             if visit is not None:
-                outputs = {**outputs, "y_hat": coded}
-                visit(step, inputs, outputs, lambda tensor: tensor[0][:, mask])
+                visit(step, inputs, {**outputs, "y_hat": coded}, (slice(None), mask))
         return y_hat, scales_all, means_all
 
     def _walk_raster(self, step, y, state, exact, visit) -> torch.Tensor:
@@ -171,7 +165,7 @@ class HyperpriorCodec(nn.Module, ABC):
             coded = self.quantize_latent(y[:, start:stop, i, j], outputs["means"], exact)
             y_hat[:, start:stop, i, j] = coded
             if visit is not None:
-                visit(step, inputs, {**outputs, "y_hat": coded}, lambda tensor: tensor[0])
+                visit(step, inputs, {**outputs, "y_hat": coded}, slice(None))
         return y_hat
 
     def forward(self, x: torch.Tensor) -> dict:
@@ -198,8 +192,8 @@ class HyperpriorCodec(nn.Module, ABC):
         step_symbols: dict[str, list[np.ndarray]] = {s.name: [] for s in self.schedule.steps}
         step_bits = dict.fromkeys(step_symbols, 0.0)
 
-        def visit(step, inputs, outputs, select):
-            coded, scales, means = (select(outputs[name]) for name in ("y_hat", "scales", "means"))
+        def visit(step, inputs, outputs, index):
+            coded, scales, means = (outputs[name][0][index] for name in ("y_hat", "scales", "means"))
             step_symbols[step.name].append(self.latent_symbols(coded, means).flatten().to(torch.int32).cpu().numpy())
             step_bits[step.name] += float(-torch.log2(self.latent_likelihood(coded, scales, means)).sum())
             if record:  # a raster step keeps its last run: the one with full caches
@@ -228,6 +222,12 @@ class HyperpriorCodec(nn.Module, ABC):
         for step in self.schedule.steps:
             modules[step.name] = _Stage(self, _step_function(step))
         return modules
+
+
+def _merge(into: torch.Tensor, values: torch.Tensor, channels: slice, mask: torch.Tensor) -> torch.Tensor:
+    """into with values written at (channels × mask), without in-place ops (autograd-safe)."""
+    merged = torch.where(mask, values, into[:, channels])
+    return torch.cat([into[:, : channels.start], merged, into[:, channels.stop :]], dim=1)
 
 
 def _step_function(step: ContextStep):

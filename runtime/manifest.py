@@ -246,7 +246,7 @@ class Manifest:
                     f"manifest.json: bucket {bucket.name} has stages "
                     f"{sorted(bucket.stages)}, expected {sorted(stage_names)}"
                 )
-            for name, graph in bucket.stages.items():
+            for graph in bucket.stages.values():
                 if graph.file not in self.files:
                     raise BundleError(f"manifest.json: {graph.file} is not listed in files")
             self._check_stage_io(bucket)

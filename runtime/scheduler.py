@@ -109,13 +109,14 @@ class TileCoder:
         """Walk the schedule, filling ``state["y_hat"]``; yields (pass, symbols, bits) per step.
 
         Args:
-            code: ``code(select, rows, centers) -> symbols`` codes one batch of
-                elements: ``select`` picks those elements out of a (1, M, h, w)
-                array; the encoder encodes what it picks from y, the decoder
-                decodes. Encoder and decoder share this walk, so both compute
-                every graph input identically.
+            code: ``code(index, rows, centers) -> symbols`` codes one batch of
+                elements: ``index`` picks them out of an (M, h, w) array,
+                channel-major; the encoder encodes what it picks from y, the
+                decoder decodes.
+                Encoder and decoder share this walk, so both compute every
+                graph input identically.
         """
-        y_hat = state["y_hat"]
+        y_hat = state["y_hat"][0]
         tables = self.bundle.y_tables
         for step in self.schedule.steps:
             start, stop = step.channels
@@ -124,8 +125,9 @@ class TileCoder:
                 state.update({name: outputs[name] for name in step.writes})
                 mask = self._masks[step.name]
                 rows, centers = self._rows_and_centers(outputs["scales"][0][:, mask], outputs["means"][0][:, mask])
-                symbols = code(lambda array: array[0, start:stop][:, mask], rows, centers).reshape(centers.shape)
-                y_hat[0, start:stop][:, mask] = symbols + centers
+                index = (slice(start, stop), mask)
+                symbols = code(index, rows, centers).reshape(centers.shape)
+                y_hat[index] = symbols + centers
                 yield step.name, symbols.ravel(), tables.information_bits(symbols, rows)
                 continue
             caches = {name: np.zeros(self._input_shapes[step.name][name], np.float32) for name in step.caches}
@@ -137,10 +139,10 @@ class TileCoder:
                 row = int(outputs[RASTER_ROW_INDEX][0])
                 for name, cache in caches.items():
                     cache[..., row, :] = outputs[f"{name}_row"]
-                i, j = divmod(position, width)
+                index = (slice(start, stop), *divmod(position, width))
                 rows, centers = self._rows_and_centers(outputs["scales"][0], outputs["means"][0])
-                symbols = code(lambda array: array[0, start:stop, i, j], rows, centers)
-                y_hat[0, start:stop, i, j] = symbols + centers
+                symbols = code(index, rows, centers)
+                y_hat[index] = symbols + centers
                 step_symbols.append(symbols)
                 bits += tables.information_bits(symbols, rows)
             yield step.name, np.concatenate(step_symbols), bits
@@ -160,8 +162,8 @@ class TileCoder:
         symbols, bits = [z_symbols], [self.bundle.z_tables.information_bits(z_symbols, self._z_rows)]
         mean_shift = self.bundle.manifest.y_quantization == "mean-shift"
 
-        def code(select, rows, centers):
-            values = select(y)
+        def code(index, rows, centers):
+            values = y[0][index]
             coded = np.rint(values - centers) if mean_shift else self._round(values) - centers
             step_symbols = coded.astype(np.int32)
             self.bundle.y_tables.encode(encoder, step_symbols.ravel(), rows)
@@ -202,7 +204,7 @@ class TileCoder:
         check(0, "z", z_symbols)
         symbols, bits = [z_symbols], [self.bundle.z_tables.information_bits(z_symbols, self._z_rows)]
         state = self._hyper(z_symbols)
-        passes = self._passes(state, lambda select, rows, centers: self.bundle.y_tables.decode(decoder, rows))
+        passes = self._passes(state, lambda index, rows, centers: self.bundle.y_tables.decode(decoder, rows))
         for index, (name, step_symbols, step_bits) in enumerate(passes, start=1):
             check(index, name, step_symbols)
             symbols.append(step_symbols)

@@ -28,7 +28,7 @@ def test_each_pass_sees_only_what_was_coded_before_it():
     def parameters(latent):
         recorded = []
         model.walk_schedule(latent, sources, exact=True,
-                            visit=lambda step, inputs, outputs, select: recorded.append(select(outputs["means"])))
+                            visit=lambda step, inputs, outputs, index: recorded.append(outputs["means"][0][index]))
         return recorded
 
     base = parameters(y)
