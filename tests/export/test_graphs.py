@@ -36,3 +36,11 @@ def test_half_precision_weights_are_stored_as_float16_and_shared_by_buckets(tmp_
     image = load_image("house_96x64.png")
     codec = Codec.open(bundle)
     assert codec.decompress(codec.compress(image)).shape == image.shape
+
+
+def test_top_k_graphs_may_differ_where_keys_tie():
+    from licrt.export.verify import StageCheck
+
+    assert StageCheck("b", "g_s", 1e-3, 1.0, 0.001, has_topk=False).passed is False
+    assert StageCheck("b", "h_a", 1e-3, 1.0, 0.02, has_topk=True).passed is True
+    assert StageCheck("b", "h_a", 1e-3, 1.0, 0.5, has_topk=True).passed is False
