@@ -12,9 +12,11 @@ Conventions reproduced exactly: input in [-1, 1]; ŷ = clamp(⌊y + ½⌋, −12
 log σ ≥ −7; a per-channel Gaussian prior for ẑ; anchors at (i + j) odd;
 replicate padding centred to a multiple of 64.
 
-licrt codes ŷ − round(μ) against tables selected by σ and by the fractional
+licrt codes ŷ − rint(μ) against tables selected by σ and by the fractional
 part of μ (quantised to a grid), so the file approaches the official
-likelihood without a per-symbol table.
+likelihood without a per-symbol table. One deviation: the official loss gives
+the edge symbols −128 and 127 logistic tails; licrt's tables treat them like
+any other symbol, which only matters for means near the clamp range.
 """
 
 from __future__ import annotations

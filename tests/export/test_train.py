@@ -42,6 +42,14 @@ def test_errors(tmp_path, capsys):
     assert "no images" in capsys.readouterr().err
 
 
+def test_entroformer_trains_with_its_own_quantisation(tmp_path):
+    settings = ["--set", "channels=16", "--set", "latent_channels=32", "--set", "hyper_channels=16",
+                "--set", "dim_embed=32", "--set", "heads=2", "--set", "dim_head=16"]
+    assert main(["entroformer", "--data", str(DATA), "--lambda", "0.01", "--steps", "2", "--batch-size", "2",
+                 "--patch", "64", "--workers", "0", "--out", str(tmp_path / "e.pt"), *settings]) == 0
+    assert load_model(tmp_path / "e.pt", "entroformer").config.dim_embed == 32
+
+
 def test_learning_rate_schedule():
     settings = TrainSettings(lmbda=1, steps=1000, warmup=0.1, decay_at=(0.5, 0.9), decay=0.1)
     assert settings.learning_rate_factor(0) == 0.01
