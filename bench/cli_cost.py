@@ -9,9 +9,6 @@ so the peak resident memory is the whole process's, Python included.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import re
 import subprocess
 import sys
@@ -19,6 +16,8 @@ import tempfile
 from pathlib import Path
 
 from PIL import Image
+
+from report import save_report  # a sibling script: python puts bench/ on the path
 
 
 def timed(command: list[str]) -> dict:
@@ -42,18 +41,9 @@ def main(argv=None) -> int:
         compress = timed(["licrt", "compress", str(args.image), str(coded), *bundle])
         decompress = timed(["licrt", "decompress", str(coded), str(decoded), *bundle])
         size = coded.stat().st_size
-    report = {
-        "command": " ".join(["python", "bench/cli_cost.py", *(argv or sys.argv[1:])]),
-        "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count()},
-        "image": {"path": str(args.image), "width": width, "height": height, "megapixels": width * height / 1e6},
-        "bytes": size,
-        "bpp": 8 * size / (width * height),
-        "compress": compress,
-        "decompress": decompress,
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1) + "\n")
-    print(json.dumps(report, indent=1))
+    save_report("cli_cost.py", argv, args.out,
+                image={"path": str(args.image), "width": width, "height": height, "megapixels": width * height / 1e6},
+                bytes=size, bpp=8 * size / (width * height), compress=compress, decompress=decompress)
     return 0
 
 

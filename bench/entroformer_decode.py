@@ -13,9 +13,6 @@ a full causal recompute in PyTorch (teacher forcing on the decoded ŷ).
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -34,7 +31,8 @@ from licrt.runtime.bundle import Bundle
 from licrt.runtime.images import read_image
 from licrt.runtime.tiling import pad
 
-from cli_cost import timed  # a sibling script: python puts bench/ on the path
+from cli_cost import timed  # sibling scripts: python puts bench/ on the path
+from report import save_report
 
 
 def cached_vs_full(model, bundle: Bundle, x: torch.Tensor) -> float:
@@ -111,16 +109,9 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as folder:
         results = {codec_id: measure(codec_id, args.shape, args.image, Path(folder))
                    for codec_id in ("entroformer", "entroformer-serial")}
-    report = {
-        "command": " ".join(["python", "bench/entroformer_decode.py", *(argv or sys.argv[1:])]),
-        "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count()},
-        "versions": {"torch": torch.__version__, "onnxruntime": onnxruntime.__version__},
-        "weights": "random (torch.manual_seed(0)), full size",
-        "results": results,
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1) + "\n")
-    print(json.dumps(report, indent=1))
+    save_report("entroformer_decode.py", argv, args.out,
+                versions={"torch": torch.__version__, "onnxruntime": onnxruntime.__version__},
+                weights="random (torch.manual_seed(0)), full size", results=results)
     return 0
 
 

@@ -11,8 +11,6 @@ input. Writes one JSON file with the numbers, versions and the command.
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import sys
 import tempfile
 import time
@@ -33,6 +31,8 @@ from licrt.runtime.container import Container
 from licrt.runtime.images import read_image
 from licrt.runtime.scheduler import TileCoder
 from licrt.runtime.tiling import pad
+
+from report import save_report  # a sibling script: python puts bench/ on the path
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -111,18 +111,9 @@ def main(argv=None) -> int:
         write_bundle(model, [args.shape], Path(folder) / "bundle")
         codec = Codec(Bundle.open(Path(folder) / "bundle"), open_backend("onnxruntime"))
         results = [measure(codec, model, path) for path in args.image]
-    report = {
-        "command": " ".join(["python", "bench/parity.py", *(argv or sys.argv[1:])]),
-        "machine": {"platform": platform.platform(), "processor": platform.processor(),
-                    "cpus": __import__("os").cpu_count()},
-        "versions": {"torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
-                     "numpy": np.__version__},
-        "backend_profile": codec.backend.profile,
-        "results": results,
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1) + "\n")
-    print(json.dumps(results, indent=1))
+    save_report("parity.py", argv, args.out,
+                versions={"torch": torch.__version__, "onnxruntime": onnxruntime.__version__, "numpy": np.__version__},
+                backend_profile=codec.backend.profile, results=results)
     return 0
 
 

@@ -98,6 +98,11 @@ def plot(summary: dict[str, list[dict]], learned: Sequence[str], path: Path, tit
     pyplot.close(figure)
 
 
+def machine() -> dict:
+    """The machine a measurement ran on, as reports record it."""
+    return {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count()}
+
+
 def write_report(rows: Sequence[Measurement], points: Sequence[LearnedPoint], anchors: Sequence[Anchor],
                  dataset: Path, images: int, out: Path, command: str) -> dict:
     """Write ``summary.json`` and ``rd.png`` into out; returns the summary."""
@@ -107,7 +112,7 @@ def write_report(rows: Sequence[Measurement], points: Sequence[LearnedPoint], an
         "command": command,
         "dataset": str(dataset),
         "images": images,
-        "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count()},
+        "machine": machine(),
         "backend_profile": points[0].model.backend.profile if points else None,
         "results": RESULTS,
         "anchors": {a.name: a.label for a in anchors},
