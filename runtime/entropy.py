@@ -37,6 +37,9 @@ from .errors import BitstreamError, BundleError, CodingError
 
 #: Escaped values are coded uniformly in [-ESCAPE_LIMIT, ESCAPE_LIMIT].
 ESCAPE_LIMIT = 2**15 - 1
+#: constriction's range coder quantizes each row to 24-bit fixed point, and its
+#: leaky quantization gives every entry at least one unit: no symbol costs more.
+_CODER_MIN_PROBABILITY = 2.0**-24
 _ESCAPE_MODEL = constriction.stream.model.Uniform(2 * ESCAPE_LIMIT + 1)
 
 
@@ -64,7 +67,7 @@ class CategoricalTables:
         self._totals = np.add.reduceat(self.probabilities, self.starts)
         self._models = [
             constriction.stream.model.Categorical(self.probabilities[start : start + length], perfect=False)
-            for start, length in zip(self.starts, self.lengths)
+            for start, length in zip(self.starts, self.lengths, strict=True)
         ]
 
     def __len__(self) -> int:
@@ -113,13 +116,13 @@ class CategoricalTables:
         return values.astype(np.int32)
 
     def information_bits(self, values: np.ndarray, rows: np.ndarray) -> float:
-        """−Σ log2 p of the values under their rows (escape payload included)."""
+        """−Σ log2 p of the values under their rows as the coder sees them (escape payload included)."""
         values = np.asarray(values).ravel()
         rows = np.asarray(rows).ravel()
         indices, escaped = self._indices(values, rows)
         p = self.probabilities[self.starts[rows] + indices] / self._totals[rows]
         escape_bits = escaped.sum() * np.log2(2 * ESCAPE_LIMIT + 1)
-        return float(-np.log2(np.maximum(p, 1e-300)).sum() + escape_bits)
+        return float(-np.log2(np.maximum(p, _CODER_MIN_PROBABILITY)).sum() + escape_bits)
 
 
 class ScaleTable:
