@@ -65,7 +65,7 @@ def measure(codec: Codec, model, image_path: Path) -> dict:
     coder = TileCoder(bundle, bucket, lambda n: backend.load(n, bundle.path(bucket.stages[n].file), bucket.stages[n]))
     coded = coder.encode(x)
     names = ["z", *(s.name for s in bundle.manifest.schedule.steps)]
-    differing = {n: int(np.sum(a != b)) for n, a, b in zip(names, coded.symbols, reference.symbols)}
+    differing = {n: int(np.sum(a != b)) for n, a, b in zip(names, coded.symbols, reference.symbols, strict=True)}
     model_bits = sum(reference.bits)
     framing = container.section_overhead
     return {

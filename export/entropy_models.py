@@ -101,7 +101,7 @@ def gaussian_tables(scale_table: np.ndarray = SCALE_TABLE, bins: np.ndarray | No
     multiplier = -_normal_ppf(TAIL_MASS / 2)
     bins = np.ones(len(scale_table), np.int64) if bins is None else bins
     rows = []
-    for scale, count in zip(scale_table.astype(np.float64), bins):
+    for scale, count in zip(scale_table.astype(np.float64), bins, strict=True):
         center = int(np.ceil(scale * multiplier + (0.5 if count > 1 else 0)))
         symbols = torch.arange(-center, center + 1, dtype=torch.float64)
         for slot in range(count):
@@ -151,7 +151,7 @@ class FactorizedPrior(nn.Module):
         """values: (C, 1, n) → logits of the CDF at those values, (C, 1, n)."""
         logits = values
         dtype = values.dtype
-        for i, (matrix, bias) in enumerate(zip(self.matrices, self.biases)):
+        for i, (matrix, bias) in enumerate(zip(self.matrices, self.biases, strict=True)):
             logits = torch.matmul(F.softplus(matrix.to(dtype)), logits) + bias.to(dtype)
             if i < len(self.factors):
                 logits = logits + torch.tanh(self.factors[i].to(dtype)) * torch.tanh(logits)

@@ -232,7 +232,7 @@ def _merge(into: torch.Tensor, values: torch.Tensor, channels: slice, mask: torc
 
 def _step_function(step: ContextStep):
     def run(codec: HyperpriorCodec, *tensors):
-        outputs = codec.context_step(step, dict(zip(step.graph_inputs, tensors)))
+        outputs = codec.context_step(step, dict(zip(step.graph_inputs, tensors, strict=True)))
         return tuple(outputs[name] for name in step.graph_outputs)
 
     return run

@@ -135,7 +135,7 @@ class Codec:
         bits = dict.fromkeys(names, 0.0)
         counts = dict.fromkeys(names, 0)
         for _, coded in self._decode_tiles(container, grid, False, reconstruct=False):
-            for name, pass_bits, symbols in zip(names, coded.bits, coded.symbols):
+            for name, pass_bits, symbols in zip(names, coded.bits, coded.symbols, strict=True):
                 bits[name] += pass_bits
                 counts[name] += symbols.size
         return FileReport(container, grid, bits, counts)
@@ -168,7 +168,7 @@ class Codec:
                 f"this decoder runs '{self.backend.profile}' "
                 f"({self.profile_fingerprint.hex()}); decode with the encoder's backend."
             )
-        for region, section in zip(_progress(grid, progress, "decompress"), container.sections):
+        for region, section in zip(_progress(grid, progress, "decompress"), container.sections, strict=True):
             yield region, coder.decode(section.payload, section.digests, note, reconstruct=reconstruct)
 
 

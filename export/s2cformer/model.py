@@ -57,7 +57,7 @@ class S2CConfig:
             raise ValueError(f"spatial kinds {sorted(unknown)} are not among {SPATIAL_KINDS}")
         if sum(self.groups) != self.latent_channels:
             raise ValueError(f"groups {self.groups} do not add up to latent_channels {self.latent_channels}")
-        for channels, spatial in zip(self.channels, self.spatial):
+        for channels, spatial in zip(self.channels, self.spatial, strict=True):
             if spatial == "attention" and channels % self.head_dim:
                 raise ValueError(f"attention stage channels {channels} are not a multiple of "
                                  f"head_dim {self.head_dim}")

@@ -72,4 +72,4 @@ class _SessionRunner(StageRunner):
             outputs = self._session.run(self._output_names, feed)
         except Exception as exc:
             raise BackendError(f"ONNX Runtime failed to run stage {self.name}: {exc}") from None
-        return dict(zip(self._output_names, outputs))
+        return dict(zip(self._output_names, outputs, strict=True))

@@ -87,7 +87,7 @@ def plot(summary: dict[str, list[dict]], learned: Sequence[str], path: Path, tit
         structural = [p for p in visible if p["ms_ssim"] is not None]
         axes[1].plot([p["bpp"] for p in structural], [ms_ssim_db(p["ms_ssim"]) for p in structural],
                      label=codec, **style)
-    for axis, label in zip(axes, ("PSNR (dB, RGB)", "MS-SSIM (dB)")):
+    for axis, label in zip(axes, ("PSNR (dB, RGB)", "MS-SSIM (dB)"), strict=True):
         axis.set_xlabel("bits per pixel")
         axis.set_ylabel(label)
         axis.grid(alpha=0.3)

@@ -78,5 +78,5 @@ def test_export_keeps_the_op_whole():
         "topk": 4, "scale": 0.5, "positions": 5, "width": 5, "mask": MASKS["anchors"]}
     add_function(model)
     session = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    feed = {i.name: a.numpy() for i, a in zip(session.get_inputs(), args)}
+    feed = {i.name: a.numpy() for i, a in zip(session.get_inputs(), args, strict=True)}
     assert np.allclose(session.run(None, feed)[0], _Attend()(*args).numpy(), atol=1e-5)
