@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from importlib.metadata import version
+
 import pytest
 import torch
 
@@ -13,7 +15,6 @@ from .helpers import tiny_model
 
 
 def pytest_report_header(config):
-    import constriction
     import onnx
     import onnxruntime
 
@@ -21,7 +22,7 @@ def pytest_report_header(config):
         "torch": torch.__version__,
         "onnx": onnx.__version__,
         "onnxruntime": onnxruntime.__version__,
-        "constriction": getattr(constriction, "__version__", "?"),
+        "constriction": version("constriction"),  # the module has no __version__
     }
     try:
         import tensorrt
