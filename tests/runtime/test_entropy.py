@@ -85,9 +85,10 @@ def test_improbable_symbols_are_charged_what_the_coder_charges():
     # Entries of (near) zero probability cost the coder's 24-bit floor, not −log2 p.
     tables = CategoricalTables(np.array([1.0, 0.0, 1e-12, 1e-9]), np.array([4]), np.array([0]))
     values = np.tile(np.array([0, 1, 2], np.int32), 1000)
-    decoded, bits = code(tables, values, np.zeros(values.size, np.int16))
+    rows = np.zeros(values.size, np.int16)
+    decoded, bits = code(tables, values, rows)
     assert np.array_equal(decoded, values)
-    ideal = tables.information_bits(values, np.zeros(values.size, np.int16))
+    ideal = tables.information_bits(values, rows)
     assert abs(bits - ideal) <= ideal * 0.001 + 64
 
 
