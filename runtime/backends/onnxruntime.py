@@ -12,6 +12,13 @@ from .base import Backend, StageRunner
 
 #: Providers tried in order when none are requested.
 PREFERRED_PROVIDERS = ("CUDAExecutionProvider", "CPUExecutionProvider")
+#: ONNX Runtime's graph optimisation levels, by the name a profile records.
+GRAPH_OPTIMIZATIONS = {
+    "all": "ORT_ENABLE_ALL",
+    "extended": "ORT_ENABLE_EXTENDED",
+    "basic": "ORT_ENABLE_BASIC",
+    "disabled": "ORT_DISABLE_ALL",
+}
 
 
 class OnnxRuntimeBackend(Backend):
@@ -20,12 +27,17 @@ class OnnxRuntimeBackend(Backend):
     Args:
         providers: Execution providers in priority order; ``None`` takes the
             available ones of :data:`PREFERRED_PROVIDERS`.
-        threads: Intra-op threads; ``None`` lets ONNX Runtime decide.
+        threads: Intra-op threads; ``None`` lets ONNX Runtime decide. The
+            thread count changes no bit of any stage output
+            (``bench/results/float-profile.json``), so the profile leaves it out.
+        graph_optimization: One of :data:`GRAPH_OPTIMIZATIONS`. Fusions change
+            the floats, so the level is part of the profile.
     """
 
     name = "onnxruntime"
 
-    def __init__(self, providers: list[str] | None = None, threads: int | None = None):
+    def __init__(self, providers: list[str] | None = None, threads: int | None = None,
+                 graph_optimization: str = "all"):
         import onnxruntime
 
         self._ort = onnxruntime
@@ -38,16 +50,23 @@ class OnnxRuntimeBackend(Backend):
                 f"ONNX Runtime provider(s) {', '.join(unknown)} requested, but this "
                 f"installation offers {', '.join(available)}"
             )
+        if graph_optimization not in GRAPH_OPTIMIZATIONS:
+            raise BackendError(f"graph optimisation {graph_optimization!r} is not one of "
+                               f"{', '.join(GRAPH_OPTIMIZATIONS)}")
         self.providers = list(providers)
         self.threads = threads
+        self.graph_optimization = graph_optimization
 
     @property
     def profile(self) -> str:
-        return f"onnxruntime {self._ort.__version__} {self.providers[0]} fp32"
+        provider = self.providers[0].removesuffix("ExecutionProvider")
+        device = f"{provider} {cpu_isa()}" if provider == "CPU" else provider
+        return f"onnxruntime {self._ort.__version__} {device} opt={self.graph_optimization} fp32"
 
     def load(self, name: str, path: Path, graph: StageGraph) -> StageRunner:
         options = self._ort.SessionOptions()
-        options.graph_optimization_level = self._ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        level = GRAPH_OPTIMIZATIONS[self.graph_optimization]
+        options.graph_optimization_level = getattr(self._ort.GraphOptimizationLevel, level)
         options.use_deterministic_compute = True
         options.enable_cpu_mem_arena = False
         if self.threads:
@@ -73,3 +92,19 @@ class _SessionRunner(StageRunner):
         except Exception as exc:
             raise BackendError(f"ONNX Runtime failed to run stage {self.name}: {exc}") from None
         return dict(zip(self._output_names, outputs, strict=True))
+
+
+def cpu_isa() -> str:
+    """The widest vector extension this CPU offers, as ONNX Runtime's kernels dispatch on it.
+
+    Kernels for AVX-512, AVX2 and SSE sum in different orders, so the same
+    graph computes different floats on CPUs of different generations.
+    """
+    try:  # numpy's CPU dispatch table: numpy._core from 2.0, numpy.core before
+        from numpy._core._multiarray_umath import __cpu_features__ as features
+    except ImportError:
+        from numpy.core._multiarray_umath import __cpu_features__ as features
+    for isa, flag in (("avx512", "AVX512F"), ("avx2", "AVX2"), ("neon", "ASIMD"), ("sse", "SSE2")):
+        if features.get(flag):
+            return isa
+    return "generic"
