@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import hashlib
-from functools import cached_property
+import os
+import stat
 from pathlib import Path, PurePosixPath
 
-from .entropy import CategoricalTables, ScaleTable, load_tables
+from .entropy import ScaleTable, load_tables
 from .errors import BundleError
-from .manifest import Manifest
+from .manifest import MAX_MANIFEST_BYTES, Manifest
 
 MANIFEST = "manifest.json"
 #: The bundle shipped inside the package, used when no bundle is named.
 DEFAULT_BUNDLE = Path(__file__).parent / "default_bundle"
+#: The most bytes a bundle's files may hold together (all of them are hashed on opening).
+MAX_BUNDLE_BYTES = 2**34
 
 
 def sha256_file(path: Path) -> str:
@@ -23,8 +26,70 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def resolve_inside(root: Path, relative: str) -> Path:
+    """The real path of a file a manifest names; it must lie inside root once symlinks are resolved.
+
+    Raises:
+        BundleError: the name is absolute, climbs out with ``..``, or leads
+            outside through a symlink.
+    """
+    parts = PurePosixPath(relative)
+    if parts.is_absolute() or ".." in parts.parts:
+        raise BundleError(f"manifest.json names a file outside the bundle: {relative}")
+    real_root = root.resolve()
+    resolved = real_root.joinpath(*parts.parts).resolve()
+    if not resolved.is_relative_to(real_root):
+        raise BundleError(f"bundle {root}: {relative} leads outside the bundle (to {resolved})")
+    return resolved
+
+
+def _regular_file(root: Path, relative: str) -> Path | None:
+    """The real path of a regular file inside the bundle, None if absent; anything else is refused unopened."""
+    path = resolve_inside(root, relative)
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise BundleError(f"bundle {root}: cannot read {relative} ({exc.strerror})") from None
+    if not stat.S_ISREG(mode):
+        raise BundleError(f"bundle {root}: {relative} is not a regular file")
+    return path
+
+
+def _read_manifest(root: Path) -> tuple[Manifest, bytes]:
+    """The validated manifest and its fingerprint."""
+    path = _regular_file(root, MANIFEST)
+    if path is None:
+        raise BundleError(f"{root} is not a licrt bundle (no {MANIFEST})")
+    if path.stat().st_size > MAX_MANIFEST_BYTES:
+        raise BundleError(f"{MANIFEST} is larger than {MAX_MANIFEST_BYTES:,} bytes")
+    try:
+        raw = path.read_bytes()
+        text = raw.decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BundleError(f"cannot read {path}: {exc}") from None
+    return Manifest.loads(text), hashlib.sha256(raw).digest()[:8]
+
+
+def _verify_files(root: Path, manifest: Manifest) -> None:
+    """Check every listed file: inside the bundle, regular, within the size bound, matching its sha256."""
+    files = {}
+    for relative in manifest.files:
+        file = _regular_file(root, relative)
+        if file is None:
+            raise BundleError(f"bundle {root} is incomplete: {relative} is missing")
+        files[relative] = file
+    total = sum(file.stat().st_size for file in files.values())
+    if total > MAX_BUNDLE_BYTES:
+        raise BundleError(f"bundle {root} holds {total:,} bytes, more than {MAX_BUNDLE_BYTES:,}")
+    for relative, file in files.items():
+        if sha256_file(file) != manifest.files[relative]:
+            raise BundleError(f"bundle {root} is damaged: {relative} does not match its sha256 in the manifest")
+
+
 class Bundle:
-    """A bundle on disk, checked against its manifest.
+    """A bundle on disk, checked against its manifest, with its entropy tables loaded.
 
     Example:
         >>> bundle = Bundle.open("bundles/s2c")            # doctest: +SKIP
@@ -38,67 +103,40 @@ class Bundle:
         #: 8 bytes of the sha256 of manifest.json, which lists the sha256 of
         #: every other file: any change to the bundle changes it.
         self.fingerprint = fingerprint
+        self.z_tables, _ = load_tables(self.path(manifest.z_tables))
+        self.y_tables, scale_table = load_tables(self.path(manifest.y_tables))
+        if scale_table is None:
+            raise BundleError(f"{manifest.y_tables} has no scale table")
+        self.scale_table: ScaleTable = scale_table
+        for bucket in manifest.buckets:
+            channels = bucket.stages["h_s"].input("z_hat").shape[1]
+            if channels != len(self.z_tables):
+                raise BundleError(f"{manifest.z_tables} has {len(self.z_tables)} rows, one per channel of "
+                                  f"z_hat, which has {channels} (bucket {bucket.name})")
 
     @classmethod
     def open(cls, path: str | Path) -> Bundle:
-        """Read and verify a bundle.
+        """Read and verify a bundle; nothing outside its directory is opened.
 
         Raises:
-            BundleError: the directory or its manifest is missing or invalid, a
-                listed file is missing, or a file's sha256 differs from the
-                manifest's (the bundle was altered or copied incompletely).
+            BundleError: the directory or its manifest is missing or invalid
+                (the message names the field), a listed file is missing, leads
+                outside the bundle or is not a regular file, the files are too
+                large, a file's sha256 differs from the manifest's (the bundle
+                was altered or copied incompletely), or the entropy tables are
+                malformed.
         """
         root = Path(path)
         if not root.is_dir():
             raise BundleError(f"bundle {root} does not exist or is not a directory")
-        manifest_path = root / MANIFEST
-        try:
-            raw = manifest_path.read_bytes()
-            text = raw.decode("utf-8")
-        except FileNotFoundError:
-            raise BundleError(f"{root} is not a licrt bundle (no {MANIFEST})") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise BundleError(f"cannot read {manifest_path}: {exc}") from None
-        manifest = Manifest.loads(text)
-        bundle = cls(root, manifest, hashlib.sha256(raw).digest()[:8])
-        for relative, expected in manifest.files.items():
-            file = bundle.path(relative)
-            if not file.is_file():
-                raise BundleError(f"bundle {root} is incomplete: {relative} is missing")
-            if sha256_file(file) != expected:
-                raise BundleError(
-                    f"bundle {root} is damaged: {relative} does not match its sha256 "
-                    "in the manifest"
-                )
-        return bundle
+        manifest, fingerprint = _read_manifest(root)
+        _verify_files(root, manifest)
+        return cls(root, manifest, fingerprint)
 
     def path(self, relative: str) -> Path:
-        """Absolute path of a file named in the manifest (never outside the bundle)."""
-        parts = PurePosixPath(relative)
-        if parts.is_absolute() or ".." in parts.parts:
-            raise BundleError(f"manifest.json names a file outside the bundle: {relative}")
-        return self.root.joinpath(*parts.parts)
+        """Real path of a file named in the manifest (never outside the bundle)."""
+        return resolve_inside(self.root, relative)
 
     @property
     def bucket_shapes(self) -> list[tuple[int, int]]:
         return [(b.height, b.width) for b in self.manifest.buckets]
-
-    @cached_property
-    def z_tables(self) -> CategoricalTables:
-        tables, _ = load_tables(self.path(self.manifest.z_tables))
-        return tables
-
-    @cached_property
-    def _y(self) -> tuple[CategoricalTables, ScaleTable]:
-        tables, scale_table = load_tables(self.path(self.manifest.y_tables))
-        if scale_table is None:
-            raise BundleError(f"{self.manifest.y_tables} has no scale table")
-        return tables, scale_table
-
-    @property
-    def y_tables(self) -> CategoricalTables:
-        return self._y[0]
-
-    @property
-    def scale_table(self) -> ScaleTable:
-        return self._y[1]

@@ -33,14 +33,34 @@ from pathlib import Path
 import constriction
 import numpy as np
 
+from .archives import read_npz
 from .errors import BitstreamError, BundleError, CodingError
 
 #: Escaped values are coded uniformly in [-ESCAPE_LIMIT, ESCAPE_LIMIT].
 ESCAPE_LIMIT = 2**15 - 1
+#: The most bits the coder can spend on one symbol: 24 for a table entry (no
+#: entry is less probable than 2⁻²⁴, see below), 16 for an escaped value, and
+#: one for the range coder's rounding.
+MAX_BITS_PER_SYMBOL = 41
+#: Bounds on a bundle's tables: rows are indexed with int16, a row spans at
+#: most the escape range, and a table file inflates to at most 64 MiB.
+MAX_TABLE_ROWS = 2**15 - 1
+MAX_ROW_LENGTH = 2 * ESCAPE_LIMIT + 2
+MAX_FRACTION_BINS = 1024
+MAX_TABLE_FILE_BYTES = 2**26
 #: constriction's range coder quantizes each row to 24-bit fixed point, and its
 #: leaky quantization gives every entry at least one unit: no symbol costs more.
 _CODER_MIN_PROBABILITY = 2.0**-24
 _ESCAPE_MODEL = constriction.stream.model.Uniform(2 * ESCAPE_LIMIT + 1)
+
+
+def max_coded_bytes(symbols: int) -> int:
+    """The most bytes the range coder can write for this many symbols (two words of termination included)."""
+    return 4 * (-(-symbols * MAX_BITS_PER_SYMBOL // 32) + 2)
+
+
+class UndecodableError(BitstreamError):
+    """Coded data that the tables cannot decode: damaged, or coded with other rows."""
 
 
 class CategoricalTables:
@@ -59,12 +79,20 @@ class CategoricalTables:
         self.offsets = np.asarray(offsets, dtype=np.int64)
         if self.probabilities.ndim != 1 or self.lengths.shape != self.offsets.shape or self.lengths.ndim != 1:
             raise BundleError("entropy tables: probabilities, lengths and offsets disagree in shape")
-        if np.any(self.lengths < 2) or self.lengths.sum() != self.probabilities.size:
+        if not 1 <= len(self.lengths) <= MAX_TABLE_ROWS:
+            raise BundleError(f"entropy tables: {len(self.lengths):,} rows, expected 1 to {MAX_TABLE_ROWS:,}")
+        if np.any(self.lengths < 2) or np.any(self.lengths > MAX_ROW_LENGTH):
+            raise BundleError(f"entropy tables: a row must have 2 to {MAX_ROW_LENGTH:,} entries")
+        if self.lengths.sum() != self.probabilities.size:
             raise BundleError("entropy tables: row lengths do not match the probabilities")
+        if np.any(np.abs(self.offsets) > ESCAPE_LIMIT):
+            raise BundleError(f"entropy tables: row offsets must lie within ±{ESCAPE_LIMIT}")
         if not np.all(np.isfinite(self.probabilities)) or np.any(self.probabilities < 0):
             raise BundleError("entropy tables: probabilities must be finite and non-negative")
         self.starts = np.concatenate([[0], np.cumsum(self.lengths)[:-1]])
         self._totals = np.add.reduceat(self.probabilities, self.starts)
+        if not np.all(self._totals > 0):
+            raise BundleError("entropy tables: a row has no probability mass")
         self._models = [
             constriction.stream.model.Categorical(self.probabilities[start : start + length], perfect=False)
             for start, length in zip(self.starts, self.lengths, strict=True)
@@ -112,7 +140,7 @@ class CategoricalTables:
                 payload = decoder.decode(_ESCAPE_MODEL, int(escaped.sum()))
                 values[escaped] = payload.astype(np.int64) - ESCAPE_LIMIT
         except (ValueError, KeyError, AssertionError) as exc:
-            raise BitstreamError(f"corrupt entropy-coded data ({exc})") from None
+            raise UndecodableError(f"the coded data cannot be decoded ({exc})") from None
         return values.astype(np.int32)
 
     def information_bits(self, values: np.ndarray, rows: np.ndarray) -> float:
@@ -141,11 +169,13 @@ class ScaleTable:
 
     def __init__(self, scales: np.ndarray, fraction_bins: np.ndarray | None = None):
         self.scales = np.asarray(scales, dtype=np.float32)
-        if self.scales.ndim != 1 or np.any(np.diff(self.scales) <= 0):
+        if self.scales.ndim != 1 or not 1 <= len(self.scales) <= MAX_TABLE_ROWS or np.any(np.diff(self.scales) <= 0):
             raise BundleError("scale table must be a strictly increasing vector")
+        if not np.all(np.isfinite(self.scales)) or self.scales[0] <= 0:
+            raise BundleError("scale table: scales must be finite and positive")
         bins = np.ones(len(self.scales), np.int64) if fraction_bins is None else np.asarray(fraction_bins, np.int64)
-        if bins.shape != self.scales.shape or np.any(bins < 1):
-            raise BundleError("scale table: fraction_bins needs one positive count per scale")
+        if bins.shape != self.scales.shape or np.any(bins < 1) or np.any(bins > MAX_FRACTION_BINS):
+            raise BundleError(f"scale table: fraction_bins needs one count in [1, {MAX_FRACTION_BINS}] per scale")
         self.fraction_bins = bins
         self.first_row = np.concatenate([[0], np.cumsum(bins)[:-1]])
         table = self.scales.astype(np.float64)
@@ -177,14 +207,16 @@ def _group_by_row(rows: np.ndarray, num_rows: int):
 
 
 def load_tables(path: Path) -> tuple[CategoricalTables, ScaleTable | None]:
-    """Load a table file written by the exporter (``.npz`` without pickles)."""
+    """Load a table file written by the exporter (an ``.npz`` of numeric arrays, read with limits)."""
+    arrays = read_npz(path, ("probabilities", "lengths", "offsets"), ("scale_table", "fraction_bins"),
+                      MAX_TABLE_FILE_BYTES, BundleError)
     try:
-        with np.load(path, allow_pickle=False) as data:
-            tables = CategoricalTables(data["probabilities"], data["lengths"], data["offsets"])
-            scale_table = (ScaleTable(data["scale_table"], data["fraction_bins"] if "fraction_bins" in data else None)
-                           if "scale_table" in data else None)
-    except (OSError, ValueError, KeyError) as exc:
-        raise BundleError(f"cannot read entropy tables {path.name}: {exc}") from None
-    if scale_table is not None and scale_table.rows_needed != len(tables):
-        raise BundleError(f"{path.name}: the scale table and the tables differ in length")
+        tables = CategoricalTables(arrays["probabilities"], arrays["lengths"], arrays["offsets"])
+        scale_table = None
+        if "scale_table" in arrays:
+            scale_table = ScaleTable(arrays["scale_table"], arrays.get("fraction_bins"))
+            if scale_table.rows_needed != len(tables):
+                raise BundleError("the scale table and the tables differ in length")
+    except BundleError as exc:
+        raise BundleError(f"{path.name}: {exc}") from None
     return tables, scale_table

@@ -21,10 +21,15 @@ never needs to know which codec it runs.
 from __future__ import annotations
 
 import json
+import math
+import re
 from dataclasses import dataclass
 
+from .entropy import ESCAPE_LIMIT
 from .errors import BundleError
-from .schedule import CodingSchedule
+from .json_fields import Field, parse_json
+from .schedule import (ENTROPY_PARAMETERS, NAME, RASTER_POSITION, RASTER_ROW_INDEX,
+                       CodingSchedule)
 
 FORMAT = "licrt-bundle"
 FORMAT_VERSION = 1
@@ -39,10 +44,26 @@ PADDING_ANCHORS = ("top-left", "center")
 Y_QUANTIZATIONS = ("mean-shift", "integer")
 #: Rounding of ẑ (and of ŷ with ``integer``): numpy's rint, or ⌊x + ½⌋.
 ROUNDINGS = ("half-even", "half-up")
+PRECISIONS = ("fp32",)
+DTYPES = ("float32", "int64")
 
-
-def _range(value) -> tuple[int, int] | None:
-    return None if value is None else (int(value[0]), int(value[1]))
+#: Bounds on what a manifest may declare, so that a hostile one is refused
+#: before it costs memory or time. Each is far beyond any real bundle.
+MAX_MANIFEST_BYTES = 16 * 2**20
+MAX_STRIDE = 1024
+#: A file's bucket index is one byte.
+MAX_BUCKETS = 255
+MAX_BUCKET_SIDE = 2**15
+MAX_BUCKET_PIXELS = 2**26
+MAX_TENSOR_RANK = 8
+MAX_TENSOR_ELEMENTS = 2**28
+MAX_TENSORS_PER_GRAPH = 64
+MAX_STAGES = 4 + 1024
+MAX_FILES = 4096
+#: A bundle file's path: relative, POSIX separators, no ``..`` (checked when opened).
+FILE_PATH = r"[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*"
+SHA256 = r"[0-9a-f]{64}"
+CODEC_ID = r"[A-Za-z0-9_.-]{1,64}"
 
 
 @dataclass(frozen=True)
@@ -54,9 +75,18 @@ class TensorSpec:
     def to_json(self) -> dict:
         return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
 
+    @property
+    def elements(self) -> int:
+        return math.prod(self.shape)
+
     @classmethod
-    def from_json(cls, data: dict) -> TensorSpec:
-        return cls(str(data["name"]), tuple(int(d) for d in data["shape"]), str(data["dtype"]))
+    def from_json(cls, field: Field) -> TensorSpec:
+        dims = field["shape"].list(MAX_TENSOR_RANK, min_items=1)
+        spec = cls(field["name"].str(NAME), tuple(d.int(1, MAX_TENSOR_ELEMENTS) for d in dims),
+                   field["dtype"].str(choices=DTYPES))
+        if spec.elements > MAX_TENSOR_ELEMENTS:
+            raise field["shape"].error(f"has {spec.elements:,} elements, more than {MAX_TENSOR_ELEMENTS:,}")
+        return spec
 
 
 @dataclass(frozen=True)
@@ -74,13 +104,18 @@ class StageGraph:
             "outputs": [t.to_json() for t in self.outputs],
         }
 
+    def input(self, name: str) -> TensorSpec:
+        return next(spec for spec in self.inputs if spec.name == name)
+
+    def output(self, name: str) -> TensorSpec:
+        return next(spec for spec in self.outputs if spec.name == name)
+
     @classmethod
-    def from_json(cls, data: dict) -> StageGraph:
-        return cls(
-            file=str(data["file"]),
-            inputs=tuple(TensorSpec.from_json(t) for t in data["inputs"]),
-            outputs=tuple(TensorSpec.from_json(t) for t in data["outputs"]),
-        )
+    def from_json(cls, field: Field) -> StageGraph:
+        def specs(key: str) -> tuple[TensorSpec, ...]:
+            return tuple(TensorSpec.from_json(t) for t in field[key].list(MAX_TENSORS_PER_GRAPH, min_items=1))
+
+        return cls(file=field["file"].str(FILE_PATH), inputs=specs("inputs"), outputs=specs("outputs"))
 
 
 @dataclass(frozen=True)
@@ -103,12 +138,14 @@ class Bucket:
         }
 
     @classmethod
-    def from_json(cls, data: dict) -> Bucket:
-        return cls(
-            height=int(data["height"]),
-            width=int(data["width"]),
-            stages={str(k): StageGraph.from_json(v) for k, v in data["stages"].items()},
-        )
+    def from_json(cls, field: Field, stride: int) -> Bucket:
+        height, width = (field[side].int(stride, MAX_BUCKET_SIDE) for side in ("height", "width"))
+        if height * width > MAX_BUCKET_PIXELS:
+            raise field.error(f"is {height}x{width}, more than {MAX_BUCKET_PIXELS:,} pixels")
+        if height % stride or width % stride:
+            raise field.error(f"is {height}x{width}, not a multiple of stride {stride}")
+        stages = {name: StageGraph.from_json(graph) for name, graph in field["stages"].items(MAX_STAGES)}
+        return cls(height=height, width=width, stages=stages)
 
 
 @dataclass(frozen=True)
@@ -178,80 +215,75 @@ class Manifest:
 
     @classmethod
     def loads(cls, text: str) -> Manifest:
-        """Parse and validate manifest JSON.
+        """Parse and validate manifest JSON, every field typed and bounded.
 
         Raises:
             BundleError: the text is not a licrt manifest of a supported version,
-                or it is internally inconsistent.
+                a field is missing, of the wrong type or out of range (the
+                message names it), or the manifest is internally inconsistent.
         """
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise BundleError(f"manifest.json is not valid JSON ({exc})") from None
-        if not isinstance(data, dict) or data.get("format") != FORMAT:
+        root = parse_json(text, "manifest.json")
+        if not isinstance(root.value, dict) or root.value.get("format") != FORMAT:
             raise BundleError("manifest.json is not a licrt bundle manifest")
-        version = data.get("format_version")
+        version = root.value.get("format_version")
         if version != FORMAT_VERSION:
             raise BundleError(
-                f"bundle format version {version} is not supported by this licrt "
+                f"bundle format version {str(version)[:20]} is not supported by this licrt "
                 f"(supports {FORMAT_VERSION}); re-export the bundle or upgrade licrt"
             )
-        try:
-            manifest = cls(
-                codec=str(data["codec"]["id"]),
-                config=dict(data["codec"]["config"]),
-                stride=int(data["image"]["stride"]),
-                padding=Padding(**data["image"]["padding"]),
-                buckets=tuple(Bucket.from_json(b) for b in data["buckets"]),
-                schedule=CodingSchedule.from_json(data["schedule"]),
-                z_tables=str(data["entropy"]["z"]["tables"]),
-                y_tables=str(data["entropy"]["y"]["tables"]),
-                y_quantization=str(data["entropy"]["y"]["quantization"]),
-                precision=str(data["precision"]),
-                files={str(k): str(v) for k, v in data["files"].items()},
-                rounding=str(data["entropy"].get("rounding", "half-even")),
-                symbol_range=_range(data["entropy"].get("symbol_range")),
-            )
-        except (KeyError, TypeError, ValueError, IndexError) as exc:
-            raise BundleError(f"manifest.json is incomplete or malformed ({exc!r})") from None
+        image, entropy = root["image"], root["entropy"]
+        stride = image["stride"].int(1, MAX_STRIDE)
+        symbol_range = None
+        if entropy.get("symbol_range").value is not None:
+            low, high = entropy["symbol_range"].list(max_items=2, min_items=2)
+            symbol_range = (low.int(-ESCAPE_LIMIT, ESCAPE_LIMIT), high.int(-ESCAPE_LIMIT, ESCAPE_LIMIT))
+        schedule = CodingSchedule.from_json(root["schedule"])
+        root["codec"]["config"].items(max_items=256)  # informational, but an object
+        manifest = cls(
+            codec=root["codec"]["id"].str(CODEC_ID),
+            config=root["codec"]["config"].value,
+            stride=stride,
+            padding=Padding(
+                mode=image["padding"]["mode"].str(choices=PADDING_MODES),
+                anchor=image["padding"]["anchor"].str(choices=PADDING_ANCHORS),
+            ),
+            buckets=tuple(Bucket.from_json(b, stride) for b in root["buckets"].list(MAX_BUCKETS, min_items=1)),
+            schedule=schedule,
+            z_tables=entropy["z"]["tables"].str(FILE_PATH),
+            y_tables=entropy["y"]["tables"].str(FILE_PATH),
+            y_quantization=entropy["y"]["quantization"].str(choices=Y_QUANTIZATIONS),
+            precision=root["precision"].str(choices=PRECISIONS),
+            files={path: digest.str(SHA256) for path, digest in root["files"].items(MAX_FILES)},
+            rounding=entropy.get("rounding", "half-even").str(choices=ROUNDINGS),
+            symbol_range=symbol_range,
+        )
         manifest.validate()
         return manifest
 
     def validate(self) -> None:
         """Check internal consistency. Raises :class:`BundleError`."""
-        if self.padding.mode not in PADDING_MODES or self.padding.anchor not in PADDING_ANCHORS:
-            raise BundleError(f"manifest.json: unknown padding rule {self.padding}")
-        if self.rounding not in ROUNDINGS:
-            raise BundleError(f"manifest.json: rounding {self.rounding!r} is not one of {', '.join(ROUNDINGS)}")
         if self.symbol_range is not None and self.symbol_range[0] >= self.symbol_range[1]:
             raise BundleError(f"manifest.json: empty symbol range {self.symbol_range}")
-        if self.y_quantization not in Y_QUANTIZATIONS:
-            raise BundleError(
-                f"manifest.json: y quantization {self.y_quantization!r} is not supported "
-                f"(supports {', '.join(Y_QUANTIZATIONS)})"
-            )
-        if not self.buckets:
-            raise BundleError("manifest.json: the bundle has no shape buckets")
+        for path in self.files:
+            if not re.fullmatch(FILE_PATH, path) or ".." in path.split("/"):
+                raise BundleError(f"manifest.json: files names {path[:80]!r}, a path that is not relative or leads "
+                                  "outside the bundle")
         for path in (self.z_tables, self.y_tables):
             if path not in self.files:
                 raise BundleError(f"manifest.json: table file {path} is not listed in files")
         stage_names = set(TRANSFORM_STAGES) | {s.name for s in self.schedule.steps}
         for bucket in self.buckets:
-            if bucket.height % self.stride or bucket.width % self.stride:
-                raise BundleError(
-                    f"manifest.json: bucket {bucket.name} is not a multiple of stride {self.stride}"
-                )
-            if set(bucket.stages) != stage_names:
-                raise BundleError(
-                    f"manifest.json: bucket {bucket.name} has stages "
-                    f"{sorted(bucket.stages)}, expected {sorted(stage_names)}"
-                )
+            for name in sorted(set(bucket.stages) ^ stage_names):
+                what = "has an unexpected stage" if name in bucket.stages else "lacks the stage"
+                raise BundleError(f"manifest.json: bucket {bucket.name} {what} {name[:64]!r}")
             for graph in bucket.stages.values():
                 if graph.file not in self.files:
                     raise BundleError(f"manifest.json: {graph.file} is not listed in files")
             self._check_stage_io(bucket)
 
     def _check_stage_io(self, bucket: Bucket) -> None:
+        """Check every graph's inputs and outputs: names, dtypes, and shapes that agree along the pipeline."""
+
         def names(specs):
             return [t.name for t in specs]
 
@@ -273,3 +305,45 @@ class Manifest:
                     f"{names(graph.inputs)} and outputs {names(graph.outputs)}; the "
                     f"schedule expects {inputs} and {outputs}"
                 )
+
+        def expect(stage: str, spec: TensorSpec, shape: tuple[int, ...], dtype: str = "float32") -> None:
+            if spec.shape != shape or spec.dtype != dtype:
+                raise BundleError(f"manifest.json: stage {stage} of bucket {bucket.name} declares {spec.name} as "
+                                  f"{spec.dtype}{list(spec.shape)}; it must be {dtype}{list(shape)}")
+
+        stages = bucket.stages
+        image = (1, 3, bucket.height, bucket.width)
+        expect("g_a", stages["g_a"].input("x"), image)
+        expect("g_s", stages["g_s"].output("x_hat"), image)
+        y = stages["g_a"].output("y").shape
+        if len(y) != 4 or y[:2] != (1, self.schedule.channels):
+            raise BundleError(f"manifest.json: stage g_a of bucket {bucket.name} declares y as {list(y)}; it must be "
+                              f"[1, {self.schedule.channels}, height, width] (the schedule's channels)")
+        z = stages["h_a"].output("z").shape
+        if len(z) != 4 or z[0] != 1:
+            raise BundleError(f"manifest.json: stage h_a of bucket {bucket.name} declares z as {list(z)}; it must be "
+                              "[1, channels, height, width]")
+        z = (1, z[1], bucket.height // self.stride, bucket.width // self.stride)
+        expect("h_a", stages["h_a"].input("y"), y)
+        expect("h_a", stages["h_a"].output("z"), z)
+        expect("h_s", stages["h_s"].input("z_hat"), z)
+        expect("g_s", stages["g_s"].input("y_hat"), y)
+        state = {"y_hat": y, **{spec.name: spec.shape for spec in stages["h_s"].outputs}}
+        for step in self.schedule.steps:
+            graph = stages[step.name]
+            for name in step.reads:
+                expect(step.name, graph.input(name), state[name])
+            channels = step.channels[1] - step.channels[0]
+            parameters = (1, channels) if step.raster else (1, channels, *y[2:])
+            for name in ENTROPY_PARAMETERS:
+                expect(step.name, graph.output(name), parameters)
+            state.update({name: graph.output(name).shape for name in step.writes})
+            if step.raster:
+                expect(step.name, graph.input(RASTER_POSITION), (1,), "int64")
+                expect(step.name, graph.output(RASTER_ROW_INDEX), (1,), "int64")
+                for cache in step.caches:
+                    shape = graph.input(cache).shape
+                    if len(shape) < 2:
+                        raise BundleError(f"manifest.json: stage {step.name} of bucket {bucket.name} declares "
+                                          f"the cache {cache} with fewer than 2 axes")
+                    expect(step.name, graph.output(f"{cache}_row"), (*shape[:-2], shape[-1]))

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import BundleError
+from .json_fields import Field
 
 #: Position sets a step can code. ``checkerboard-even`` is every (i, j) with
 #: (i + j) even, ``checkerboard-odd`` the rest; ``raster`` is every position,
@@ -56,6 +57,13 @@ INITIAL_STATE = ("y_hat",)
 
 #: Graph outputs every step returns; they are consumed, not kept in the state.
 ENTROPY_PARAMETERS = ("scales", "means")
+
+#: What a manifest may declare: step and tensor names, and bounds that keep a
+#: hostile schedule from asking for absurd work.
+NAME = r"[A-Za-z0-9_.-]{1,64}"
+MAX_CHANNELS = 2**14
+MAX_STEPS = 1024
+MAX_STEP_TENSORS = 64
 
 
 @dataclass(frozen=True)
@@ -111,14 +119,19 @@ class ContextStep:
         }
 
     @classmethod
-    def from_json(cls, data: dict) -> ContextStep:
+    def from_json(cls, field: Field) -> ContextStep:
+        channels = field["channels"].list(max_items=2, min_items=2)
+
+        def names(key: str) -> tuple[str, ...]:
+            return tuple(name.str(NAME) for name in field.get(key, []).list(MAX_STEP_TENSORS))
+
         return cls(
-            name=str(data["name"]),
-            channels=(int(data["channels"][0]), int(data["channels"][1])),
-            positions=str(data["positions"]),
-            reads=tuple(str(n) for n in data["reads"]),
-            writes=tuple(str(n) for n in data.get("writes", ())),
-            caches=tuple(str(n) for n in data.get("caches", ())),
+            name=field["name"].str(NAME),
+            channels=(channels[0].int(0, MAX_CHANNELS), channels[1].int(0, MAX_CHANNELS)),
+            positions=field["positions"].str(choices=POSITION_SETS),
+            reads=names("reads"),
+            writes=names("writes"),
+            caches=names("caches"),
         )
 
 
@@ -190,9 +203,11 @@ class CodingSchedule:
         }
 
     @classmethod
-    def from_json(cls, data: dict) -> CodingSchedule:
-        return cls(
-            channels=int(data["channels"]),
-            steps=tuple(ContextStep.from_json(s) for s in data["steps"]),
-            sources=tuple(str(n) for n in data["sources"]),
-        )
+    def from_json(cls, field: Field) -> CodingSchedule:
+        channels = field["channels"].int(1, MAX_CHANNELS)
+        steps = tuple(ContextStep.from_json(step) for step in field["steps"].list(MAX_STEPS, min_items=1))
+        sources = tuple(name.str(NAME) for name in field["sources"].list(MAX_STEP_TENSORS))
+        try:
+            return cls(channels=channels, steps=steps, sources=sources)
+        except BundleError as exc:
+            raise BundleError(f"{field.source}: {exc}") from None

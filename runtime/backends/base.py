@@ -36,7 +36,8 @@ class StageRunner(ABC):
 
         Raises:
             BackendError: an input is missing or has the wrong shape or dtype,
-                or the backend failed.
+                the backend failed, or an output is not what the manifest
+                declares (a graph that does not match its bundle).
         """
         for spec in self.graph.inputs:
             array = feed.get(spec.name)
@@ -47,7 +48,15 @@ class StageRunner(ABC):
                     f"stage {self.name}: input {spec.name!r} is {array.dtype}{list(array.shape)}, "
                     f"the graph takes {spec.dtype}{list(spec.shape)}"
                 )
-        return self._run({spec.name: feed[spec.name] for spec in self.graph.inputs})
+        outputs = self._run({spec.name: feed[spec.name] for spec in self.graph.inputs})
+        for spec in self.graph.outputs:
+            array = outputs[spec.name]
+            if array.shape != spec.shape or array.dtype != np.dtype(spec.dtype):
+                raise BackendError(
+                    f"stage {self.name}: output {spec.name!r} is {array.dtype}{list(array.shape)}, "
+                    f"the manifest declares {spec.dtype}{list(spec.shape)}"
+                )
+        return outputs
 
     @abstractmethod
     def _run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...

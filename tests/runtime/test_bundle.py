@@ -3,6 +3,8 @@ import json
 import shutil
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from licrt.runtime.bundle import Bundle
 from licrt.runtime.errors import BundleError
@@ -55,12 +57,12 @@ def edit_manifest(root, change):
 @pytest.mark.parametrize("change, message", [
     (lambda d: d.update(format_version=99), "format version 99 is not supported"),
     (lambda d: d.update(format="other"), "not a licrt bundle manifest"),
-    (lambda d: d.pop("schedule"), "incomplete or malformed"),
+    (lambda d: d.pop("schedule"), "schedule is missing"),
     (lambda d: d["files"].update({"../../etc/passwd": "0" * 64}), "outside the bundle"),
     (lambda d: d["buckets"][0].update(height=100), "not a multiple of stride"),
     (lambda d: d["schedule"]["steps"].pop(), "not coded exactly once"),
     (lambda d: d["buckets"][0]["stages"]["g_s"]["inputs"][0].update(name="y"), "stage g_s"),
-    (lambda d: d["entropy"]["y"].update(quantization="dithered"), "not supported"),
+    (lambda d: d["entropy"]["y"].update(quantization="dithered"), "quantization must be one of"),
 ])
 def test_inconsistent_manifests_are_refused(bundle_copy, change, message):
     edit_manifest(bundle_copy, change)
@@ -72,3 +74,33 @@ def test_invalid_json(bundle_copy):
     (bundle_copy / "manifest.json").write_text("{not json")
     with pytest.raises(BundleError, match="not valid JSON"):
         Bundle.open(bundle_copy)
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=6), children, max_size=3),
+    max_leaves=8,
+)
+
+
+def json_slots(value, slots=None):
+    """Every (container, key) of parsed JSON: each place a value can be replaced."""
+    slots = [] if slots is None else slots
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, child in items:
+        slots.append((value, key))
+        json_slots(child, slots)
+    return slots
+
+
+@settings(max_examples=1500, deadline=None, derandomize=True, database=None)
+@given(slot=st.integers(0, 2**32 - 1), value=JSON_VALUES)
+def test_any_manifest_field_replaced_by_anything_is_refused_cleanly(tiny_bundle, slot, value):
+    data = json.loads((tiny_bundle.root / "manifest.json").read_text())
+    slots = json_slots(data)
+    container, key = slots[slot % len(slots)]
+    container[key] = value
+    try:
+        Manifest.loads(json.dumps(data))
+    except BundleError:
+        pass

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from licrt.runtime.errors import BundleError
+from licrt.runtime.json_fields import Field
 from licrt.runtime.schedule import CodingSchedule, ContextStep
 
 
@@ -24,7 +25,7 @@ def test_checkerboard_masks_partition_the_grid():
 
 def test_json_round_trip():
     schedule = two_pass()
-    assert CodingSchedule.from_json(schedule.to_json()) == schedule
+    assert CodingSchedule.from_json(Field(schedule.to_json(), "schedule", "manifest.json")) == schedule
 
 
 @pytest.mark.parametrize(
