@@ -20,8 +20,11 @@ from PIL import Image
 from report import save_report  # a sibling script: python puts bench/ on the path
 
 
-def timed(command: list[str]) -> dict:
-    result = subprocess.run(["/usr/bin/time", "-v", *command], capture_output=True, text=True, check=True)
+def timed(command: list[str], expect_failure: bool = False) -> dict:
+    """Wall time and peak memory of one command; it must succeed, or fail with status 1 when expected to."""
+    result = subprocess.run(["/usr/bin/time", "-v", *command], capture_output=True, text=True)
+    if result.returncode != (1 if expect_failure else 0):
+        raise RuntimeError(f"{command} exited with status {result.returncode}: {result.stderr}")
     elapsed = re.search(r"Elapsed \(wall clock\) time.*: (?:(\d+):)?(\d+):([\d.]+)", result.stderr)
     hours, minutes, seconds = (float(g) if g else 0.0 for g in elapsed.groups())
     peak_kb = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", result.stderr).group(1))

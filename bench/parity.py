@@ -51,7 +51,7 @@ def measure(codec: Codec, model, image_path: Path) -> dict:
     decoded = codec.decompress(data)
     decode_seconds = time.perf_counter() - start
     container = Container.from_bytes(data)
-    if container.tile_rows * container.tile_cols != 1:
+    if container.header.tiles != 1:
         raise SystemExit(f"{image_path} needs tiles; parity is measured on single-bucket images")
     bucket = bundle.manifest.buckets[container.bucket]
     padded = pad(image, bucket.height, bucket.width, bundle.manifest.padding)
@@ -67,7 +67,7 @@ def measure(codec: Codec, model, image_path: Path) -> dict:
     names = ["z", *(s.name for s in bundle.manifest.schedule.steps)]
     differing = {n: int(np.sum(a != b)) for n, a, b in zip(names, coded.symbols, reference.symbols, strict=True)}
     model_bits = sum(reference.bits)
-    framing = container.section_overhead
+    framing = container.framing
     return {
         "image": str(image_path),
         "size": [height, width],

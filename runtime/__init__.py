@@ -8,9 +8,21 @@ Example:
     >>> image = codec.decompress(codec.compress("photo.png"))   # doctest: +SKIP
 """
 
-from .bundle import Bundle
-from .codec import Codec
-from .errors import BackendError, BitstreamError, BundleError, CodingError, ImageError, LicrtError
+from importlib import import_module
+
+from .errors import BackendError, BitstreamError, BundleError, CodingError, ImageError, LicrtError, LimitError
+from .limits import Limits
+
+# Bundle and Codec pull in numpy, constriction and Pillow: imported on first
+# use, so that `licrt` starts inside its own error handling (Ctrl-C included).
+_LAZY = {"Bundle": ".bundle", "Codec": ".codec"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = ["Bundle", "Codec", "BackendError", "BitstreamError", "BundleError", "CodingError", "ImageError",
-           "LicrtError"]
+           "LicrtError", "LimitError", "Limits"]

@@ -11,70 +11,74 @@ Without ``--bundle`` the default bundle shipped with licrt is used. Example::
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import shlex
 import sys
 from pathlib import Path
 
-from .backends import BACKENDS
-from .codec import Codec
-from .container import Container
 from .errors import LicrtError
-from .images import encode_image, image_format, list_images, read_image, write_atomic
+
+# Only light imports up here: the heavy ones (numpy, ONNX Runtime, constriction)
+# happen inside main(), where Ctrl-C is caught like any other interruption.
 
 
-def _read_bytes(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise LicrtError(f"{path}: no such file") from None
-    except OSError as exc:
-        raise LicrtError(f"cannot read {path}: {exc.strerror}") from None
+def _open_codec(args):
+    from .codec import Codec
+    from .limits import Limits
 
-
-def _open_codec(args) -> Codec:
-    return Codec.open(args.bundle, backend=args.backend)
+    return Codec.open(args.bundle, backend=args.backend, limits=Limits(args.max_pixels, args.max_tiles))
 
 
 def compress(args) -> None:
-    codec = _open_codec(args)
-    image = read_image(args.input)
-    data = codec.compress(image, progress=True)
+    from PIL import Image
+
+    from .container import Header
+    from .images import write_atomic
+
+    Image.MAX_IMAGE_PIXELS = None  # licrt holds the image to --max-pixels itself, before decoding its pixels
+    data = _open_codec(args).compress(args.input, progress=True)
     write_atomic(args.output, data)
-    height, width = image.shape[:2]
-    print(f"{args.output}: {len(data):,} bytes, {8 * len(data) / (height * width):.4f} bpp "
-          f"({width}x{height})")
+    header = Header.from_bytes(data)
+    print(f"{args.output}: {len(data):,} bytes, {8 * len(data) / (header.height * header.width):.4f} bpp "
+          f"({header.width}x{header.height})")
 
 
 def decompress(args) -> None:
+    from .images import encode_image, image_format, write_atomic
+
     image_format(args.output)  # an unknown extension fails before any decoding
-    codec = _open_codec(args)
-    image = codec.decompress(_read_bytes(args.input), progress=True)
+    image = _open_codec(args).decompress(args.input, progress=True)
     write_atomic(args.output, encode_image(image, args.output))
     print(f"{args.output}: {image.shape[1]}x{image.shape[0]}")
 
 
 def info(args) -> None:
-    data = _read_bytes(args.input)
-    container = Container.from_bytes(data)
-    pixels = container.height * container.width
+    from .container import MAX_HEADER_SIZE, Header
+
+    try:
+        with open(args.input, "rb") as file:
+            header = Header.from_bytes(file.read(MAX_HEADER_SIZE))
+            size = file.seek(0, 2)
+    except FileNotFoundError:
+        raise LicrtError(f"{args.input}: no such file") from None
+    except OSError as exc:
+        raise LicrtError(f"cannot read {args.input}: {exc.strerror}") from None
     rows = [
         ("file", f"{args.input}"),
-        ("size", f"{len(data):,} bytes, {8 * len(data) / pixels:.4f} bpp"),
-        ("image", f"{container.width}x{container.height}"),
-        ("tiles", f"{container.tile_rows}x{container.tile_cols} (bucket {container.bucket})"),
-        ("bundle", container.bundle_fingerprint.hex()),
-        ("encoder profile", container.profile_fingerprint.hex()),
-        ("framing", f"{container.section_overhead} bytes (header and per-tile sections)"),
+        ("size", f"{size:,} bytes, {8 * size / (header.height * header.width):.4f} bpp"),
+        ("image", f"{header.width}x{header.height}"),
+        ("tiles", f"{header.tile_rows}x{header.tile_cols} (bucket {header.bucket})"),
+        ("bundle", header.bundle_fingerprint.hex()),
+        ("encoder profile", header.profile),
     ]
     codec = _open_codec(args)
-    if codec.bundle.fingerprint != container.bundle_fingerprint:
+    if codec.bundle.fingerprint != header.bundle_fingerprint:
         rows.append(("estimate", f"unavailable: {codec.bundle.root} is not this file's bundle"))
     else:
-        report = codec.inspect(data)
+        report = codec.inspect(args.input)
         estimate = sum(report.bits_per_pass.values()) / 8
-        coded = len(data) - container.section_overhead
+        coded = size - report.container.framing
         rows += [
+            ("framing", f"{report.container.framing:,} bytes (header and per-tile sections)"),
             ("codec", f"{codec.bundle.manifest.codec} ({codec.bundle.root})"),
             ("coded data", f"{coded:,} bytes"),
             ("model estimate", f"{estimate:,.0f} bytes (−Σlog2 p); coded data is "
@@ -91,6 +95,10 @@ def info(args) -> None:
 
 
 def evaluate(args) -> None:
+    import importlib.util
+
+    from .images import list_images
+
     missing = [name for name in ("imagecodecs", "matplotlib", "scipy") if importlib.util.find_spec(name) is None]
     if missing:
         raise LicrtError(f"licrt eval needs {', '.join(missing)}: pip install 'licrt[eval]'")
@@ -103,6 +111,8 @@ def evaluate(args) -> None:
     except ValueError as exc:
         raise LicrtError(str(exc)) from None
     images = list_images(args.input)[: args.limit]
+    from .codec import Codec
+
     codecs = [Codec.open(bundle, backend=args.backend) for bundle in (args.bundle or [None])]
     points = evaluation.learned_points(codecs)
     rows = evaluation.evaluate(images, points, anchors, args.out)
@@ -115,7 +125,22 @@ def evaluate(args) -> None:
     print(f"wrote {args.out / report.RESULTS}, {args.out / report.SUMMARY}, {args.out / report.PLOT}")
 
 
+def _count(text: str) -> int:
+    """A positive count, written plainly or as a power of two (2**28)."""
+    base, _, exponent = text.partition("**")
+    try:
+        value = int(base) ** int(exponent) if exponent else int(base)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not positive")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from .backends import BACKENDS
+    from .limits import DEFAULT_MAX_PIXELS, DEFAULT_MAX_TILES
+
     parser = argparse.ArgumentParser(prog="licrt", description="Learned image compression runtime.")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -126,6 +151,10 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("output", type=Path, help=output_help)
         sub.add_argument("--bundle", type=Path, help="bundle written by export-onnx (default: licrt's own)")
         sub.add_argument("--backend", choices=BACKENDS, default="auto", help="default: auto")
+        sub.add_argument("--max-pixels", type=_count, default=DEFAULT_MAX_PIXELS, metavar="N",
+                         help=f"refuse images of more pixels (default {DEFAULT_MAX_PIXELS:,} = 2**28)")
+        sub.add_argument("--max-tiles", type=_count, default=DEFAULT_MAX_TILES, metavar="N",
+                         help=f"refuse images coded in more tiles (default {DEFAULT_MAX_TILES:,} = 2**14)")
         sub.set_defaults(function=function)
 
     command("compress", compress, "compress an image", "image file (PNG, JPEG, ...)", "output .lic file")
@@ -148,16 +177,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    args = build_parser().parse_args(argv)
-    args.argv = argv
     try:
+        args = build_parser().parse_args(argv)
+        args.argv = argv
         args.function(args)
-    except LicrtError as exc:
-        print(f"licrt: error: {exc}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         print("licrt: interrupted", file=sys.stderr)
         return 130
+    except LicrtError as exc:
+        print(f"licrt: error: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

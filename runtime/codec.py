@@ -9,7 +9,7 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,15 +18,12 @@ from tqdm import tqdm
 
 from .backends import Backend, open_backend
 from .bundle import DEFAULT_BUNDLE, Bundle
-from .container import Container, TileSection
-from .errors import BitstreamError
+from .container import MAX_HEADER_SIZE, Container, Header, TileSection, section_framing
+from .errors import BitstreamError, LicrtError
 from .images import check_rgb, read_image
+from .limits import Limits
 from .scheduler import TileCoder
 from .tiling import TileGrid, choose_grid, crop, pad
-
-
-def profile_fingerprint(profile: str) -> bytes:
-    return hashlib.sha256(profile.encode()).digest()[:8]
 
 
 @dataclass(frozen=True)
@@ -46,15 +43,20 @@ class Codec:
     Args:
         bundle: An opened :class:`Bundle`.
         backend: The backend that runs its stage graphs.
+        limits: What one image may cost; checked before any work, for images
+            to compress and files to decompress alike.
     """
 
-    def __init__(self, bundle: Bundle, backend: Backend):
+    def __init__(self, bundle: Bundle, backend: Backend, limits: Limits | None = None):
         self.bundle = bundle
         self.backend = backend
+        self.limits = Limits() if limits is None else limits
         self._coders: dict[int, TileCoder] = {}
 
     @classmethod
-    def open(cls, bundle: str | Path | Bundle | None = None, backend: str | Backend = "auto") -> Codec:
+    def open(
+        cls, bundle: str | Path | Bundle | None = None, backend: str | Backend = "auto", limits: Limits | None = None
+    ) -> Codec:
         """Open a bundle directory (or take an opened one) on a backend by name.
 
         ``None`` opens the default bundle shipped with licrt.
@@ -63,11 +65,7 @@ class Codec:
             bundle = Bundle.open(DEFAULT_BUNDLE if bundle is None else bundle)
         if not isinstance(backend, Backend):
             backend = open_backend(backend)
-        return cls(bundle, backend)
-
-    @property
-    def profile_fingerprint(self) -> bytes:
-        return profile_fingerprint(self.backend.profile)
+        return cls(bundle, backend, limits)
 
     def _coder(self, bucket_index: int) -> TileCoder:
         if bucket_index not in self._coders:
@@ -80,16 +78,28 @@ class Codec:
             self._coders[bucket_index] = TileCoder(self.bundle, bucket, load_stage)
         return self._coders[bucket_index]
 
+    def _grid(self, height: int, width: int, what: str) -> TileGrid:
+        """The tile grid of an image, within the limits."""
+        self.limits.check_pixels(height, width, what)
+        grid = choose_grid(height, width, self.bundle.bucket_shapes)
+        self.limits.check_tiles(grid.rows * grid.cols, what)
+        return grid
+
     def compress(self, image: str | Path | np.ndarray, *, progress: bool = False) -> bytes:
         """Compress an image file or an (H, W, 3) uint8 RGB array to bytes.
 
         Raises:
             ImageError: the image cannot be read or is not 8-bit RGB/gray.
+            LimitError: the image has more pixels or needs more tiles than
+                the limits allow (checked before its pixels are decoded).
             CodingError: the model produces latents that cannot be coded.
         """
-        pixels = read_image(image) if isinstance(image, (str, Path)) else check_rgb(image)
+        if isinstance(image, (str, Path)):
+            pixels = read_image(image, check_size=lambda height, width: self._grid(height, width, str(image)))
+        else:
+            pixels = check_rgb(image)
         height, width = pixels.shape[:2]
-        grid = choose_grid(height, width, self.bundle.bucket_shapes)
+        grid = self._grid(height, width, "the image")
         coder = self._coder(grid.bucket)
         padding = self.bundle.manifest.padding
         sections = []
@@ -98,28 +108,31 @@ class Codec:
             x = (tile.transpose(2, 0, 1)[None] / np.float32(255)).astype(np.float32)
             coded = coder.encode(x)
             sections.append(TileSection(coded.payload, coded.digests))
-        return Container(
+        header = Header(
             bundle_fingerprint=self.bundle.fingerprint,
-            profile_fingerprint=self.profile_fingerprint,
+            profile=self.backend.profile,
             height=height,
             width=width,
             bucket=grid.bucket,
             tile_rows=grid.rows,
             tile_cols=grid.cols,
             passes=1 + len(self.bundle.manifest.schedule.steps),
-            sections=tuple(sections),
-        ).to_bytes()
+        )
+        return Container(header, tuple(sections)).to_bytes()
 
-    def decompress(self, data: bytes, *, progress: bool = False) -> np.ndarray:
-        """Decompress bytes made by :meth:`compress` to an (H, W, 3) uint8 array.
+    def decompress(self, data: bytes | str | Path, *, progress: bool = False) -> np.ndarray:
+        """Decompress a file made by :meth:`compress` (its bytes or its path) to an (H, W, 3) uint8 array.
 
         Raises:
             BitstreamError: the data is truncated, corrupted, not a licrt file,
                 made with another bundle, or decodes differently from how it was
                 encoded (another backend computed other floats).
+            LimitError: the file's image is over the limits (checked from its
+                header, before anything else is read).
         """
         container, grid = self._open_container(data)
-        image = np.empty((container.height, container.width, 3), dtype=np.uint8)
+        # Pages of the image are committed as tiles are written into it.
+        image = np.empty((grid.height, grid.width, 3), dtype=np.uint8)
         padding = self.bundle.manifest.padding
         for (rows, cols), coded in self._decode_tiles(container, grid, progress, reconstruct=True):
             tile = np.rint(np.clip(coded.x_hat[0], 0.0, 1.0) * 255).astype(np.uint8)
@@ -128,7 +141,7 @@ class Codec:
             )
         return image
 
-    def inspect(self, data: bytes) -> FileReport:
+    def inspect(self, data: bytes | str | Path) -> FileReport:
         """Decode a file's symbols (without reconstructing pixels) and account for its bits."""
         container, grid = self._open_container(data)
         names = ["z", *(step.name for step in self.bundle.manifest.schedule.steps)]
@@ -140,36 +153,81 @@ class Codec:
                 counts[name] += symbols.size
         return FileReport(container, grid, bits, counts)
 
-    def _open_container(self, data: bytes) -> tuple[Container, TileGrid]:
-        container = Container.from_bytes(bytes(data))
-        if container.bundle_fingerprint != self.bundle.fingerprint:
+    def check_header(self, header: Header) -> TileGrid:
+        """Check what a file's header asks for against this bundle and the limits.
+
+        Raises:
+            BitstreamError: the file is for another bundle, or its header is
+                inconsistent with this bundle.
+            LimitError: its image is over the limits.
+        """
+        if header.bundle_fingerprint != self.bundle.fingerprint:
             raise BitstreamError(
-                f"the file was made with another bundle (fingerprint "
-                f"{container.bundle_fingerprint.hex()}; this bundle is "
-                f"{self.bundle.fingerprint.hex()})"
+                f"the file was made with another bundle (fingerprint {header.bundle_fingerprint.hex()}; "
+                f"this bundle is {self.bundle.fingerprint.hex()})"
             )
-        grid = choose_grid(container.height, container.width, self.bundle.bucket_shapes)
-        if (grid.bucket, grid.rows, grid.cols) != (
-            container.bucket,
-            container.tile_rows,
-            container.tile_cols,
-        ):
+        passes = 1 + len(self.bundle.manifest.schedule.steps)
+        if header.passes != passes:
+            raise BitstreamError(f"the file codes {header.passes} passes per tile; its bundle codes {passes}")
+        grid = self._grid(header.height, header.width, "the file's image")
+        if (grid.bucket, grid.rows, grid.cols) != (header.bucket, header.tile_rows, header.tile_cols):
             raise BitstreamError("the file's tile layout does not match its image size")
-        return container, grid
+        return grid
+
+    def read_file(self, path: str | Path) -> bytes:
+        """Read a compressed file, vetting its header before the rest is read.
+
+        A file larger than its header allows is refused without being read.
+
+        Raises:
+            LicrtError: the file is missing or unreadable, or the checks of
+                :meth:`check_header` fail.
+        """
+        path = Path(path)
+        try:
+            with open(path, "rb") as file:
+                header = Header.from_bytes(file.read(MAX_HEADER_SIZE))
+                grid = self.check_header(header)
+                largest = header.size + grid.rows * grid.cols * (
+                    section_framing(header.passes) + self._coder(grid.bucket).max_payload
+                )
+                size = os.fstat(file.fileno()).st_size
+                if size > largest:
+                    raise BitstreamError(f"the file holds {size:,} bytes, more than its header allows "
+                                         f"({largest:,} at most)")
+                file.seek(0)
+                return file.read()
+        except FileNotFoundError:
+            raise LicrtError(f"{path}: no such file") from None
+        except IsADirectoryError:
+            raise LicrtError(f"{path}: is a directory, not a licrt file") from None
+        except OSError as exc:
+            raise LicrtError(f"cannot read {path}: {exc.strerror}") from None
+
+    def _open_container(self, data: bytes | str | Path) -> tuple[Container, TileGrid]:
+        data = self.read_file(data) if isinstance(data, (str, Path)) else bytes(data)
+        header = Header.from_bytes(data)
+        grid = self.check_header(header)
+        return Container.from_bytes(data, header, max_payload=self._coder(grid.bucket).max_payload), grid
 
     def _decode_tiles(self, container: Container, grid: TileGrid, progress: bool, reconstruct: bool):
         """Yield (image region, decoded tile) for every tile, row-major."""
         coder = self._coder(grid.bucket)
-        if container.profile_fingerprint == self.profile_fingerprint:
-            note = f"Encoder and decoder share the profile '{self.backend.profile}'."
+        encoder, decoder = container.header.profile, self.backend.profile
+        if encoder == decoder:
+            note = (f"Encoder and decoder report the same profile '{decoder}': their floats differed all the same "
+                    "(another build or CPU model), or the file was forged.")
         else:
-            note = (
-                f"The file was encoded under profile {container.profile_fingerprint.hex()}, "
-                f"this decoder runs '{self.backend.profile}' "
-                f"({self.profile_fingerprint.hex()}); decode with the encoder's backend."
-            )
-        for region, section in zip(_progress(grid, progress, "decompress"), container.sections, strict=True):
-            yield region, coder.decode(section.payload, section.digests, note, reconstruct=reconstruct)
+            note = (f"The file was encoded under '{encoder}'; this decoder runs '{decoder}': decode it with the "
+                    "encoder's backend.")
+        tiles = container.header.tiles
+        regions = _progress(grid, progress, "decompress")
+        for index, (region, section) in enumerate(zip(regions, container.sections, strict=True)):
+            try:
+                coded = coder.decode(section.payload, section.digests, note, reconstruct=reconstruct)
+            except BitstreamError as exc:
+                raise type(exc)(f"tile {index + 1} of {tiles}: {exc}") from None
+            yield region, coded
 
 
 def _progress(grid: TileGrid, enabled: bool, what: str):

@@ -1,31 +1,45 @@
-"""The licrt bitstream container.
+"""The licrt bitstream container, format version 2.
 
-Byte layout (all integers big-endian)::
+Byte layout (integers big-endian)::
 
     offset  size  field
     0       8     magic  89 'L' 'I' 'C' 0D 0A 1A 0A  (PNG-style: catches text-mode
                   transfers and truncation to 7 bits)
-    8       1     container format version (1)
+    8       1     container format version (2)
     9       8     bundle fingerprint (the bundle a file can only be decoded with)
-    17      8     decoding-profile fingerprint (backend and precision that encoded it)
-    25      4     original image height
-    29      4     original image width
-    33      1     bucket index into the bundle's shape buckets
-    34      2     tile rows
-    36      2     tile columns
-    38      1     coded passes per tile P (ẑ, then every schedule step)
-    39      4     CRC-32 of bytes 0..38
-    43            one section per tile, row-major:
-                    4      payload length L (bytes, a multiple of 4)
-                    4      CRC-32 of the payload
+    17      4     original image height
+    21      4     original image width
+    25      1     bucket index into the bundle's shape buckets
+    26      2     tile rows
+    28      2     tile columns
+    30      1     coded passes per tile P (ẑ, then every schedule step)
+    31      1     length n of the encoder's profile (1 ≤ n)
+    32      n     encoder's profile: printable ASCII naming what set its floats
+                  (backend, version, device, graph optimisation, precision)
+    32+n    4     header check: CRC-32 of bytes 0 .. 31+n
+    36+n          one section per tile, row-major:
+                    4      payload length L (bytes, a multiple of 4, at least 4)
                     2·P    per-pass digests: CRC-32 of the pass's symbols, low 16 bits
                     L      payload: one range-coder stream, little-endian u32 words
+                    4      section check: CRC-32 of the section's bytes above,
+                           continued from the previous check (the header check
+                           for the first tile)
 
-The payload CRC catches corruption before decoding. The per-pass digests
-catch what no CRC can: a decoder whose floats differ from the encoder's (other
-backend, other CPU) selects another probability row, decodes different symbols
-from intact bytes, and would return a garbage image; instead it stops with an
-error naming the pass.
+A section's check is thus the running CRC-32 of the file up to the end of
+the section, earlier checks left out. It covers the section's length, digests
+and payload, and it binds the section to the header and to its place: a
+section swapped with another, moved, or spliced in from another file fails
+its check, and so does every truncation. The decoder then checks that each
+payload is consumed exactly as the coder left it.
+
+The per-pass digests catch what no check on the bytes can: a decoder whose
+floats differ from the encoder's (other backend, other CPU) selects another
+probability row, decodes other symbols from intact bytes, and would return a
+wrong image; instead it stops with an error naming the pass and both
+profiles.
+
+Version 1 files (whose sections carried a CRC of the payload alone, unbound
+to their place) are refused with a message that says so.
 
 Every read is bounds-checked; any inconsistency raises :class:`BitstreamError`.
 """
@@ -41,16 +55,99 @@ import numpy as np
 from .errors import BitstreamError
 
 MAGIC = b"\x89LIC\r\n\x1a\n"
-VERSION = 1
-_HEADER = struct.Struct(">8sB8s8sIIBHHB")
-_HEADER_CRC = struct.Struct(">I")
-_SECTION = struct.Struct(">II")
-HEADER_SIZE = _HEADER.size + _HEADER_CRC.size
+VERSION = 2
+_FIELDS = struct.Struct(">8sB8sIIBHHBB")
+_U32 = struct.Struct(">I")
+#: The longest profile a header can hold (its length is one byte).
+MAX_PROFILE_LENGTH = 255
+#: The largest header: fields, the longest profile and the header check.
+MAX_HEADER_SIZE = _FIELDS.size + MAX_PROFILE_LENGTH + _U32.size
+#: A tile codes at least one symbol, and the range coder writes at least one
+#: word for any symbols: no payload is shorter.
+MIN_PAYLOAD = 4
 
 
 def symbol_digest(symbols: np.ndarray) -> int:
     """16-bit digest of a pass's decoded symbols (CRC-32 of int32 little-endian)."""
     return zlib.crc32(np.ascontiguousarray(symbols, dtype="<i4").tobytes()) & 0xFFFF
+
+
+def _is_profile(text: bytes) -> bool:
+    """1 to 255 printable ASCII characters: safe to print in an error message."""
+    return 1 <= len(text) <= MAX_PROFILE_LENGTH and all(0x20 <= byte < 0x7F for byte in text)
+
+
+def section_framing(passes: int) -> int:
+    """Bytes a section spends besides its payload: length, digests and check."""
+    return 2 * _U32.size + 2 * passes
+
+
+@dataclass(frozen=True)
+class Header:
+    """What a file says about itself before its tiles."""
+
+    bundle_fingerprint: bytes
+    #: The encoder's backend profile (see :attr:`licrt.runtime.backends.Backend.profile`).
+    profile: str
+    height: int
+    width: int
+    bucket: int
+    tile_rows: int
+    tile_cols: int
+    passes: int
+
+    @property
+    def tiles(self) -> int:
+        return self.tile_rows * self.tile_cols
+
+    @property
+    def size(self) -> int:
+        """Bytes of the header, its check included."""
+        return _FIELDS.size + len(self.profile) + _U32.size
+
+    def to_bytes(self) -> bytes:
+        profile = self.profile.encode()
+        if not _is_profile(profile):
+            raise ValueError(f"a profile is 1 to {MAX_PROFILE_LENGTH} printable ASCII characters: {self.profile!r}")
+        fields = _FIELDS.pack(MAGIC, VERSION, self.bundle_fingerprint, self.height, self.width, self.bucket,
+                              self.tile_rows, self.tile_cols, self.passes, len(profile)) + profile
+        return fields + _U32.pack(zlib.crc32(fields))
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Header:
+        """Parse and check the header at the start of data (whatever follows it).
+
+        Raises:
+            BitstreamError: not a licrt file, another format version, truncated
+                or corrupted header, or an empty image.
+        """
+        if len(data) == 0:
+            raise BitstreamError("the file is empty")
+        if data[: len(MAGIC)] != MAGIC[: len(data)]:
+            raise BitstreamError("not a licrt file (bad magic bytes)")
+        if len(data) <= len(MAGIC):
+            raise BitstreamError("the file is truncated inside its header")
+        version = data[len(MAGIC)]
+        if version != VERSION:
+            if version == 1:
+                raise BitstreamError("the file is in licrt's container format 1, which this licrt no longer reads "
+                                     "(format 2 binds every tile to its place); decode it with licrt 0.1")
+            raise BitstreamError(f"container format {version} is not supported (this licrt reads {VERSION})")
+        if len(data) < _FIELDS.size:
+            raise BitstreamError("the file is truncated inside its header")
+        _, _, bundle_fp, height, width, bucket, rows, cols, passes, profile_length = _FIELDS.unpack_from(data)
+        end = _FIELDS.size + profile_length
+        if len(data) < end + _U32.size:
+            raise BitstreamError("the file is truncated inside its header")
+        (check,) = _U32.unpack_from(data, end)
+        if zlib.crc32(data[:end]) != check:
+            raise BitstreamError("the file header is corrupted (check mismatch)")
+        profile = bytes(data[_FIELDS.size : end])
+        if not _is_profile(profile):
+            raise BitstreamError("the file header is malformed (its profile is not printable text)")
+        if min(height, width, rows, cols, passes) == 0:
+            raise BitstreamError("the file header describes an empty image")
+        return cls(bundle_fp, profile.decode(), height, width, bucket, rows, cols, passes)
 
 
 @dataclass(frozen=True)
@@ -63,84 +160,65 @@ class TileSection:
 
 @dataclass(frozen=True)
 class Container:
-    bundle_fingerprint: bytes
-    profile_fingerprint: bytes
-    height: int
-    width: int
-    bucket: int
-    tile_rows: int
-    tile_cols: int
-    passes: int
+    header: Header
     sections: tuple[TileSection, ...]
 
     def to_bytes(self) -> bytes:
-        header = _HEADER.pack(
-            MAGIC,
-            VERSION,
-            self.bundle_fingerprint,
-            self.profile_fingerprint,
-            self.height,
-            self.width,
-            self.bucket,
-            self.tile_rows,
-            self.tile_cols,
-            self.passes,
-        )
-        parts = [header, _HEADER_CRC.pack(zlib.crc32(header))]
+        """Serialize, computing every check (the sections are written as given, one per tile)."""
+        header = self.header.to_bytes()
+        parts = [header]
+        check = zlib.crc32(header[: -_U32.size])
         for section in self.sections:
-            if len(section.digests) != self.passes or len(section.payload) % 4:
-                raise ValueError("section does not match the container's pass count")
-            parts.append(_SECTION.pack(len(section.payload), zlib.crc32(section.payload)))
-            parts.append(struct.pack(f">{self.passes}H", *section.digests))
-            parts.append(section.payload)
+            if len(section.digests) != self.header.passes or len(section.payload) % 4 or not section.payload:
+                raise ValueError("a section does not match the container's pass count or word size")
+            body = (_U32.pack(len(section.payload)) + struct.pack(f">{self.header.passes}H", *section.digests)
+                    + section.payload)
+            check = zlib.crc32(body, check)
+            parts += [body, _U32.pack(check)]
         return b"".join(parts)
 
     @property
-    def section_overhead(self) -> int:
+    def framing(self) -> int:
         """Bytes spent on header and section framing rather than coded data."""
-        return HEADER_SIZE + len(self.sections) * (_SECTION.size + 2 * self.passes)
+        return self.header.size + len(self.sections) * section_framing(self.header.passes)
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> Container:
-        """Parse and check a container.
+    def from_bytes(cls, data: bytes, header: Header | None = None, max_payload: int | None = None) -> Container:
+        """Parse and check a whole container.
+
+        Args:
+            header: The file's header if already parsed (and vetted) from data.
+            max_payload: The most bytes a tile's coder can produce; a section
+                claiming more is refused.
 
         Raises:
-            BitstreamError: wrong magic or version, truncated, trailing bytes,
-                or a CRC mismatch.
+            BitstreamError: not a licrt file, truncated, trailing bytes, a
+                failed check, or a payload of impossible length.
         """
-        if len(data) == 0:
-            raise BitstreamError("the file is empty")
-        if len(data) < len(MAGIC) or data[: len(MAGIC)] != MAGIC:
-            raise BitstreamError("not a licrt file (bad magic bytes)")
-        if len(data) < HEADER_SIZE:
-            raise BitstreamError("the file is truncated inside its header")
-        fields = _HEADER.unpack_from(data)
-        (crc,) = _HEADER_CRC.unpack_from(data, _HEADER.size)
-        if zlib.crc32(data[: _HEADER.size]) != crc:
-            raise BitstreamError("the file header is corrupted (CRC mismatch)")
-        _, version, bundle_fp, profile_fp, height, width, bucket, rows, cols, passes = fields
-        if version != VERSION:
-            raise BitstreamError(
-                f"container version {version} is not supported (this licrt reads {VERSION})"
-            )
-        if height == 0 or width == 0 or rows == 0 or cols == 0 or passes == 0:
-            raise BitstreamError("the file header describes an empty image")
+        header = Header.from_bytes(data) if header is None else header
+        passes, tiles = header.passes, header.tiles
+        view = memoryview(data)
+        offset = header.size
+        check = zlib.crc32(view[: offset - _U32.size])
         sections = []
-        offset = HEADER_SIZE
-        for index in range(rows * cols):
-            if offset + _SECTION.size + 2 * passes > len(data):
-                raise BitstreamError(f"the file is truncated (tile {index} of {rows * cols})")
-            length, payload_crc = _SECTION.unpack_from(data, offset)
-            offset += _SECTION.size
-            digests = struct.unpack_from(f">{passes}H", data, offset)
-            offset += 2 * passes
-            if length % 4 or offset + length > len(data):
-                raise BitstreamError(f"the file is truncated (tile {index} of {rows * cols})")
-            payload = data[offset : offset + length]
-            offset += length
-            if zlib.crc32(payload) != payload_crc:
-                raise BitstreamError(f"tile {index} is corrupted (CRC mismatch)")
-            sections.append(TileSection(payload, digests))
+        for index in range(tiles):
+            place = f"tile {index + 1} of {tiles}"
+            if offset + section_framing(passes) > len(data):
+                raise BitstreamError(f"the file is truncated ({place})")
+            (length,) = _U32.unpack_from(data, offset)
+            if length % 4 or length < MIN_PAYLOAD or (max_payload is not None and length > max_payload):
+                bound = f"{MIN_PAYLOAD} to {max_payload}" if max_payload is not None else f"at least {MIN_PAYLOAD}"
+                raise BitstreamError(f"{place} is corrupted: it claims {length:,} bytes of coded data, where its "
+                                     f"coder writes whole 4-byte words, {bound} bytes")
+            end = offset + _U32.size + 2 * passes + length
+            if end + _U32.size > len(data):
+                raise BitstreamError(f"the file is truncated ({place})")
+            check = zlib.crc32(view[offset:end], check)
+            if _U32.unpack_from(data, end)[0] != check:
+                raise BitstreamError(f"{place} is corrupted or out of place (check mismatch)")
+            digests = struct.unpack_from(f">{passes}H", data, offset + _U32.size)
+            sections.append(TileSection(bytes(view[end - length : end]), digests))
+            offset = end + _U32.size
         if offset != len(data):
-            raise BitstreamError(f"{len(data) - offset} unexpected bytes after the last tile")
-        return cls(bundle_fp, profile_fp, height, width, bucket, rows, cols, passes, tuple(sections))
+            raise BitstreamError(f"{len(data) - offset:,} unexpected bytes after the last tile")
+        return cls(header, tuple(sections))

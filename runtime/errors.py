@@ -24,6 +24,10 @@ class ImageError(LicrtError):
     """An image cannot be read, written or coded (format, mode, size)."""
 
 
+class LimitError(LicrtError):
+    """An input asks for more pixels or tiles than the configured limits allow."""
+
+
 class CodingError(LicrtError):
     """An input cannot be coded with this bundle (its latents leave the codable range)."""
 

@@ -9,12 +9,15 @@ from __future__ import annotations
 import io
 import os
 import tempfile
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .errors import ImageError, LicrtError
+from .errors import ImageError, LicrtError, LimitError
+from .limits import Limits
 
 #: File extensions taken as images when a folder is listed.
 IMAGE_EXTENSIONS = (".bmp", ".jpeg", ".jpg", ".png", ".ppm", ".tif", ".tiff", ".webp")
@@ -23,17 +26,27 @@ IMAGE_EXTENSIONS = (".bmp", ".jpeg", ".jpg", ".png", ".ppm", ".tif", ".tiff", ".
 _CONVERTIBLE_MODES = {"RGB", "L", "P", "CMYK", "YCbCr", "1"}
 
 
-def read_image(path: str | Path) -> np.ndarray:
+def read_image(path: str | Path, check_size: Callable[[int, int], object] | None = None) -> np.ndarray:
     """Read an image file as an (H, W, 3) uint8 RGB array.
+
+    Args:
+        check_size: Called with the image's height and width as its header
+            states them, before its pixels are decoded; raises to refuse it.
+            By default the pixel count is held to :class:`Limits`' default.
 
     Raises:
         ImageError: the file is missing or unreadable, or it has an alpha
             channel or more than 8 bits per sample (licrt would lose them).
+        LimitError: the image is over the limits.
     """
     path = Path(path)
     try:
-        with Image.open(path) as image:
-            image.load()
+        with warnings.catch_warnings():  # licrt applies its own limit; Pillow's warning would add noise
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(path)
+        with image:
+            width, height = image.size
+            (check_size or Limits().check_pixels)(height, width)
             if image.mode in ("RGBA", "LA", "PA") or (
                 image.mode == "P" and "transparency" in image.info
             ):
@@ -42,6 +55,7 @@ def read_image(path: str | Path) -> np.ndarray:
                 raise ImageError(
                     f"{path}: pixel mode {image.mode} is not supported (8-bit RGB or gray only)"
                 )
+            image.load()
             return np.asarray(image.convert("RGB"), dtype=np.uint8)
     except FileNotFoundError:
         raise ImageError(f"{path}: no such file") from None
@@ -49,7 +63,9 @@ def read_image(path: str | Path) -> np.ndarray:
         raise ImageError(f"{path}: is a directory, not an image") from None
     except UnidentifiedImageError:
         raise ImageError(f"{path}: not an image file Pillow can read") from None
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError as exc:
+        raise LimitError(f"{path}: {exc} (Pillow's limit, PIL.Image.MAX_IMAGE_PIXELS)") from None
+    except (OSError, ValueError) as exc:
         raise ImageError(f"{path}: cannot read image ({exc})") from None
 
 

@@ -16,6 +16,7 @@ all come from the manifest.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -24,6 +25,7 @@ import numpy as np
 
 from .bundle import Bundle
 from .container import symbol_digest
+from .entropy import UndecodableError, max_coded_bytes
 from .errors import BackendError, BitstreamError
 from .manifest import Bucket
 from .backends.base import StageRunner
@@ -68,6 +70,8 @@ class TileCoder:
         (z_spec,) = bucket.stages["h_s"].inputs
         (y_spec,) = bucket.stages["g_s"].inputs
         self.z_shape, self.y_shape = z_spec.shape, y_spec.shape
+        #: The most bytes a tile's payload can hold: what the coder writes at most for its symbols.
+        self.max_payload = max_coded_bytes(math.prod(self.z_shape) + math.prod(self.y_shape))
         self._z_rows = np.broadcast_to(
             np.arange(self.z_shape[1], dtype=np.int16)[:, None, None], self.z_shape[1:]
         ).ravel()
@@ -105,16 +109,19 @@ class TileCoder:
         centers = np.rint(means)
         return self.bundle.scale_table.rows(scales, means - centers).ravel(), centers
 
-    def _passes(self, state: dict[str, np.ndarray], code: Callable) -> Iterator[tuple[str, np.ndarray, float]]:
+    def _passes(
+        self, state: dict[str, np.ndarray], code: Callable, batches: list
+    ) -> Iterator[tuple[str, np.ndarray, float]]:
         """Walk the schedule, filling ``state["y_hat"]``; yields (pass, symbols, bits) per step.
 
         Args:
-            code: ``code(index, rows, centers) -> symbols`` codes one batch of
-                elements: ``index`` picks them out of an (M, h, w) array,
-                channel-major; the encoder encodes what it picks from y, the
-                decoder decodes.
-                Encoder and decoder share this walk, so both compute every
-                graph input identically.
+            code: ``code(index, rows, centers) -> symbols`` gives the symbols
+                of one batch of elements: ``index`` picks them out of an
+                (M, h, w) array, channel-major; the encoder takes them from y,
+                the decoder decodes them. Encoder and decoder share this walk,
+                so both compute every graph input identically.
+            batches: Receives (tables, symbols, rows) of every batch, in
+                coding order (see :meth:`_payload`).
         """
         y_hat = state["y_hat"][0]
         tables = self.bundle.y_tables
@@ -127,6 +134,7 @@ class TileCoder:
                 rows, centers = self._rows_and_centers(outputs["scales"][0][:, mask], outputs["means"][0][:, mask])
                 index = (slice(start, stop), mask)
                 symbols = code(index, rows, centers).reshape(centers.shape)
+                batches.append((tables, symbols.ravel(), rows))
                 y_hat[index] = symbols + centers
                 yield step.name, symbols.ravel(), tables.information_bits(symbols, rows)
                 continue
@@ -138,10 +146,14 @@ class TileCoder:
                 outputs = self._run(step.name, {**feed, RASTER_POSITION: np.array([position]), **caches})
                 row = int(outputs[RASTER_ROW_INDEX][0])
                 for name, cache in caches.items():
+                    if not 0 <= row < cache.shape[-2]:
+                        raise BackendError(f"stage {step.name} put a cache row at {row}, outside its "
+                                           f"{cache.shape[-2]} rows")
                     cache[..., row, :] = outputs[f"{name}_row"]
                 index = (slice(start, stop), *divmod(position, width))
                 rows, centers = self._rows_and_centers(outputs["scales"][0], outputs["means"][0])
                 symbols = code(index, rows, centers)
+                batches.append((tables, symbols, rows))
                 y_hat[index] = symbols + centers
                 step_symbols.append(symbols)
                 bits += tables.information_bits(symbols, rows)
@@ -152,62 +164,88 @@ class TileCoder:
         state["y_hat"] = np.zeros(self.y_shape, dtype=np.float32)
         return state
 
+    @staticmethod
+    def _payload(batches: list) -> bytes:
+        """Range-code every batch of symbols, in order, into one payload.
+
+        The decoder runs this too, on what it decoded: a payload is accepted
+        only if it is exactly what the encoder writes for its symbols, so no
+        trailing or altered word goes unnoticed.
+        """
+        encoder = constriction.stream.queue.RangeEncoder()
+        for tables, symbols, rows in batches:
+            tables.encode(encoder, symbols, rows)
+        return encoder.get_compressed().astype("<u4").tobytes()
+
     def encode(self, x: np.ndarray) -> CodedTile:
         """Encode one padded tile, (1, 3, H, W) float32 in [0, 1]."""
         y = self._run("g_a", {"x": x})["y"]
         z = self._run("h_a", {"y": y})["z"]
-        encoder = constriction.stream.queue.RangeEncoder()
+        z_tables = self.bundle.z_tables
         z_symbols = self._round(z).astype(np.int32).ravel()
-        self.bundle.z_tables.encode(encoder, z_symbols, self._z_rows)
-        symbols, bits = [z_symbols], [self.bundle.z_tables.information_bits(z_symbols, self._z_rows)]
+        batches = [(z_tables, z_symbols, self._z_rows)]
+        symbols, bits = [z_symbols], [z_tables.information_bits(z_symbols, self._z_rows)]
         mean_shift = self.bundle.manifest.y_quantization == "mean-shift"
 
         def code(index, rows, centers):
             values = y[0][index]
             coded = np.rint(values - centers) if mean_shift else self._round(values) - centers
-            step_symbols = coded.astype(np.int32)
-            self.bundle.y_tables.encode(encoder, step_symbols.ravel(), rows)
-            return step_symbols
+            return coded.astype(np.int32)
 
-        for _, step_symbols, step_bits in self._passes(self._hyper(z_symbols), code):
+        for _, step_symbols, step_bits in self._passes(self._hyper(z_symbols), code, batches):
             symbols.append(step_symbols)
             bits.append(step_bits)
-        payload = encoder.get_compressed().astype("<u4").tobytes()
+        payload = self._payload(batches)
         return CodedTile(payload, tuple(symbol_digest(s) for s in symbols), symbols, bits)
 
     def decode(
         self, payload: bytes, digests: tuple[int, ...], profile_note: str, reconstruct: bool = True
     ) -> CodedTile:
-        """Decode one tile; raises :class:`DivergenceError` when a pass's digest differs.
+        """Decode one tile whose bytes passed the container's checks.
 
         Args:
+            digests: The encoder's digest of every pass, ẑ first.
             profile_note: Appended to a divergence error (which backends encoded
                 and decode the file).
             reconstruct: Run g_s for the pixels; without it only symbols and bits.
+
+        Raises:
+            DivergenceError: the symbols of a pass differ from the encoder's
+                (its digest) or cannot be decoded: this decoder's floats chose
+                other table rows.
+            BitstreamError: the payload is not exactly what the encoder writes
+                for the decoded symbols.
         """
-        if len(digests) != 1 + len(self.schedule.steps):
-            raise BitstreamError(
-                f"the file codes {len(digests)} passes per tile; this bundle codes "
-                f"{1 + len(self.schedule.steps)}"
-            )
-        words = np.frombuffer(payload, dtype="<u4").astype(np.uint32)
-        decoder = constriction.stream.queue.RangeDecoder(words)
+        names = ["z", *(step.name for step in self.schedule.steps)]
+        decoder = constriction.stream.queue.RangeDecoder(np.frombuffer(payload, dtype="<u4").astype(np.uint32))
+        z_tables, y_tables = self.bundle.z_tables, self.bundle.y_tables
+        symbols: list[np.ndarray] = []
+        bits: list[float] = []
 
-        def check(index: int, name: str, values: np.ndarray) -> None:
-            if symbol_digest(values) != digests[index]:
-                raise DivergenceError(
-                    f"decoding diverged at pass {name}: the decoded symbols differ from the "
-                    f"encoder's although the data is intact. {profile_note}"
-                )
+        def decoded(pass_symbols: np.ndarray, pass_bits: float) -> None:
+            symbols.append(pass_symbols)
+            bits.append(pass_bits)
+            if symbol_digest(pass_symbols) != digests[len(symbols) - 1]:
+                raise DivergenceError(f"decoding diverged at pass {names[len(symbols) - 1]}: the decoded symbols "
+                                      f"differ from the encoder's, although the file's checks hold. {profile_note}")
 
-        z_symbols = self.bundle.z_tables.decode(decoder, self._z_rows)
-        check(0, "z", z_symbols)
-        symbols, bits = [z_symbols], [self.bundle.z_tables.information_bits(z_symbols, self._z_rows)]
-        state = self._hyper(z_symbols)
-        passes = self._passes(state, lambda index, rows, centers: self.bundle.y_tables.decode(decoder, rows))
-        for index, (name, step_symbols, step_bits) in enumerate(passes, start=1):
-            check(index, name, step_symbols)
-            symbols.append(step_symbols)
-            bits.append(step_bits)
+        try:
+            z_symbols = z_tables.decode(decoder, self._z_rows)
+            batches = [(z_tables, z_symbols, self._z_rows)]
+            decoded(z_symbols, z_tables.information_bits(z_symbols, self._z_rows))
+            state = self._hyper(z_symbols)
+
+            def read(index, rows, centers):
+                return y_tables.decode(decoder, rows)
+
+            for _, step_symbols, step_bits in self._passes(state, read, batches):
+                decoded(step_symbols, step_bits)
+        except UndecodableError:
+            raise DivergenceError(f"decoding diverged at pass {names[len(symbols)]}: the coded data cannot be "
+                                  f"decoded with the table rows this decoder's floats select, although the file's "
+                                  f"checks hold. {profile_note}") from None
+        if self._payload(batches) != payload:
+            raise BitstreamError("a tile is corrupted: its coded data is not what the encoder writes for the "
+                                 "symbols it decodes to (forged or altered)")
         x_hat = self._run("g_s", {"y_hat": state["y_hat"]})["x_hat"] if reconstruct else None
         return CodedTile(payload, digests, symbols, bits, x_hat)

@@ -70,5 +70,5 @@ def test_official_checkpoint_round_trip(exported, monkeypatch):
     assert np.abs(decoded.astype(int) - expected.astype(int)).max() <= 1
 
     data = (folder / "parrots.lic").read_bytes()
-    coded = len(data) - Container.from_bytes(data).section_overhead
+    coded = len(data) - Container.from_bytes(data).framing
     assert abs(coded - bits / 8) <= 0.03 * bits / 8, (coded, bits / 8)

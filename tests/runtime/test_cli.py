@@ -108,3 +108,13 @@ def test_default_bundle_needs_no_option(tmp_path):
     assert Image.open(tmp_path / "a.png").size == (250, 190)
     code, out, err = licrt("info", "a.lic", cwd=tmp_path)
     assert code == 0 and "s2c-hybrid-xs" in out, err
+
+
+def test_limits_are_checked_before_the_work(compressed, tiny_bundle, tmp_path):
+    code, _, err = licrt("decompress", compressed, "a.png", "--bundle", tiny_bundle.root, "--max-pixels", "1000",
+                         cwd=tmp_path)
+    assert code == 1 and "is 250x190 (47,500 pixels), more than the limit of 1,000 pixels" in err, err
+    code, _, err = licrt("compress", DATA / "lighthouse_250x190.png", "b.lic", "--bundle", tiny_bundle.root,
+                         "--max-tiles", "2**1", cwd=tmp_path)
+    assert code == 1 and "coded in 4 tiles, more than the limit of 2" in err, err
+    assert not list(tmp_path.iterdir())

@@ -46,9 +46,9 @@ def test_file_size_matches_the_models_estimate(codec):
     image = load_image("parrots_256x256.png")  # 2x2 tiles of 128x128
     data = codec.compress(image)
     container = Container.from_bytes(data)
-    assert (container.tile_rows, container.tile_cols) == (2, 2)
+    assert (container.header.tile_rows, container.header.tile_cols) == (2, 2)
     estimate_bytes = sum(codec.inspect(data).bits_per_pass.values()) / 8
-    coded = len(data) - container.section_overhead
+    coded = len(data) - container.framing
     assert estimate_bytes <= coded <= estimate_bytes * 1.01 + 8 * 4
 
 
@@ -93,8 +93,19 @@ class PerturbedBackend(OnnxRuntimeBackend):
         return runner
 
 
-def test_a_decoder_with_different_floats_fails_loudly(codec, tiny_bundle):
+def test_a_decoder_with_different_floats_fails_loudly_naming_both_profiles(codec, tiny_bundle):
     data = codec.compress(load_image("parrots_256x256.png"))
     other = Codec(tiny_bundle, PerturbedBackend(providers=["CPUExecutionProvider"]))
-    with pytest.raises(DivergenceError, match="decoding diverged at pass .* this decoder runs 'perturbed"):
+    with pytest.raises(DivergenceError) as error:
         other.decompress(data)
+    message = str(error.value)
+    assert message.startswith("tile 1 of 4: decoding diverged at pass ")
+    assert "although the file's checks hold" in message
+    assert f"encoded under '{codec.backend.profile}'; this decoder runs '{other.backend.profile}'" in message
+
+
+def test_the_profile_names_what_changes_floats():
+    profile = OnnxRuntimeBackend(providers=["CPUExecutionProvider"], graph_optimization="basic").profile
+    assert profile.startswith("onnxruntime ") and " CPU " in profile and profile.endswith(" opt=basic fp32")
+    assert OnnxRuntimeBackend(providers=["CPUExecutionProvider"], threads=1).profile == \
+        OnnxRuntimeBackend(providers=["CPUExecutionProvider"], threads=2).profile  # threads change no bit

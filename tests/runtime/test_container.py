@@ -1,38 +1,51 @@
 import os
+import zlib
 
+import numpy as np
 import pytest
 
-from licrt.runtime.container import HEADER_SIZE, Container, TileSection, symbol_digest
+from licrt.runtime.container import Container, Header, TileSection, symbol_digest
 from licrt.runtime.errors import BitstreamError
 
 SAMPLE = Container(
-    bundle_fingerprint=bytes(range(8)),
-    profile_fingerprint=bytes(range(8, 16)),
-    height=190,
-    width=250,
-    bucket=2,
-    tile_rows=1,
-    tile_cols=2,
-    passes=2,
-    sections=(TileSection(b"\x01\x02\x03\x04", (7, 65535)), TileSection(b"", (0, 1))),
+    Header(
+        bundle_fingerprint=bytes(range(8)),
+        profile="cpu",
+        height=190,
+        width=250,
+        bucket=2,
+        tile_rows=1,
+        tile_cols=2,
+        passes=2,
+    ),
+    sections=(TileSection(b"\x01\x02\x03\x04", (7, 65535)), TileSection(b"\x05\x06\x07\x08", (0, 1))),
 )
 
 # The byte layout is a compatibility promise: this pins it.
 GOLDEN = (
-    "894c49430d0a1a0a01"          # magic, version
+    "894c49430d0a1a0a02"          # magic, version 2
     "0001020304050607"            # bundle fingerprint
-    "08090a0b0c0d0e0f"            # profile fingerprint
     "000000be000000fa"            # height 190, width 250
     "02" "0001" "0002" "02"       # bucket 2, 1x2 tiles, 2 passes
-    "a9429960"                    # header CRC-32
-    "00000004b63cfbcd" "0007ffff" "01020304"   # tile 0: length, CRC, digests, payload
-    "0000000000000000" "00000001"              # tile 1: empty payload
+    "03" "637075"                 # profile "cpu"
+    "5492da66"                    # header check
+    "00000004" "0007ffff" "01020304" "9a39d005"   # tile 1: length, digests, payload, running check
+    "00000004" "00000001" "05060708" "3531d25f"   # tile 2
 )
 
 
 def test_layout_is_pinned():
     assert SAMPLE.to_bytes().hex() == GOLDEN
     assert Container.from_bytes(bytes.fromhex(GOLDEN)) == SAMPLE
+
+
+def test_checks_are_running_crcs_of_the_file():
+    data = SAMPLE.to_bytes()
+    header_end = SAMPLE.header.size - 4
+    assert data[header_end : header_end + 4] == zlib.crc32(data[:header_end]).to_bytes(4, "big")
+    first_end = SAMPLE.header.size + 4 + 4 + 4
+    assert data[first_end : first_end + 4] == zlib.crc32(data[:header_end] + data[header_end + 4 : first_end]
+                                                         ).to_bytes(4, "big")
 
 
 def test_every_truncation_is_detected():
@@ -42,12 +55,10 @@ def test_every_truncation_is_detected():
             Container.from_bytes(data[:length])
 
 
-def test_every_bit_flip_outside_the_digests_is_detected():
+def test_every_bit_flip_is_detected():
+    """Digests included: the section checks cover them (format 1 left them unchecked)."""
     data = SAMPLE.to_bytes()
-    digest_bytes = {HEADER_SIZE + 8 + i for i in range(4)} | {HEADER_SIZE + 16 + 8 + i for i in range(4)}
     for position in range(len(data)):
-        if position in digest_bytes:
-            continue  # caught later, when the decoded symbols are compared
         for bit in range(8):
             flipped = bytearray(data)
             flipped[position] ^= 1 << bit
@@ -55,14 +66,55 @@ def test_every_bit_flip_outside_the_digests_is_detected():
                 Container.from_bytes(bytes(flipped))
 
 
+def test_sections_are_bound_to_their_place():
+    data = SAMPLE.to_bytes()
+    start = SAMPLE.header.size
+    first, second = data[start : start + 16], data[start + 16 :]
+    with pytest.raises(BitstreamError, match="tile 1 of 2 is corrupted or out of place"):
+        Container.from_bytes(data[:start] + second + first)
+    other = Container(SAMPLE.header, (SAMPLE.sections[0], TileSection(b"\x09\x0a\x0b\x0c", (0, 1)))).to_bytes()
+    with pytest.raises(BitstreamError, match="tile 2 of 2 is corrupted or out of place"):
+        Container.from_bytes(data[: start + 16] + other[start + 16 :][:12] + data[-4:])
+    moved = Container(Header(**{**SAMPLE.header.__dict__, "height": 191}), SAMPLE.sections).to_bytes()
+    with pytest.raises(BitstreamError, match="tile 1 of 2 is corrupted or out of place"):
+        Container.from_bytes(moved[:start] + data[start:])
+
+
+@pytest.mark.parametrize("length, message", [(0, "claims 0 bytes"), (6, "claims 6 bytes"), (2**31, "truncated")])
+def test_impossible_payload_lengths_are_refused(length, message):
+    data = bytearray(SAMPLE.to_bytes())
+    data[SAMPLE.header.size : SAMPLE.header.size + 4] = length.to_bytes(4, "big")
+    with pytest.raises(BitstreamError, match=message):
+        Container.from_bytes(bytes(data))
+
+
+def test_payloads_longer_than_the_coder_writes_are_refused():
+    with pytest.raises(BitstreamError, match="4 to 0 bytes|claims 4 bytes"):
+        Container.from_bytes(SAMPLE.to_bytes(), max_payload=0)
+    assert Container.from_bytes(SAMPLE.to_bytes(), max_payload=4) == SAMPLE
+
+
 @pytest.mark.parametrize("data, message", [
     (b"", "empty"),
+    (b"\x89LIC", "truncated inside its header"),
     (b"\x89PNG\r\n\x1a\n" + bytes(100), "not a licrt file"),
     (os.urandom(64), "not a licrt file"),
+    (bytes.fromhex("894c49430d0a1a0a01") + bytes(60), "container format 1, which this licrt no longer reads"),
+    (bytes.fromhex("894c49430d0a1a0a07") + bytes(60), "container format 7 is not supported"),
 ])
-def test_foreign_data_is_refused(data, message):
+def test_foreign_and_old_data_is_refused(data, message):
     with pytest.raises(BitstreamError, match=message):
         Container.from_bytes(data)
+
+
+def test_a_profile_that_is_not_printable_is_refused():
+    header = bytearray(SAMPLE.header.to_bytes()[:-4])
+    header[-3:] = b"\x1b[2"  # a terminal escape sequence, with a valid check
+    forged = bytes(header) + zlib.crc32(header).to_bytes(4, "big")
+    with pytest.raises(BitstreamError, match="profile is not printable"):
+        Header.from_bytes(forged)
+    with pytest.raises(ValueError):
+        Header(**{**SAMPLE.header.__dict__, "profile": "tab\there"}).to_bytes()
 
 
 def test_trailing_bytes_are_refused():
@@ -71,7 +123,5 @@ def test_trailing_bytes_are_refused():
 
 
 def test_symbol_digest_is_16_bits_and_order_sensitive():
-    import numpy as np
-
     a = symbol_digest(np.array([1, 2, 3]))
     assert 0 <= a < 65536 and a != symbol_digest(np.array([3, 2, 1]))

@@ -1,0 +1,35 @@
+"""Ctrl-C at any moment: exit status 130, one line, no output file."""
+
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.helpers import load_image
+
+
+@pytest.fixture(scope="module")
+def photo(tmp_path_factory):
+    """A 1024x1792 photo: one 1088x1920 tile of the default bundle, several seconds of work."""
+    path = tmp_path_factory.mktemp("interrupt") / "photo.png"
+    parrots = load_image("parrots_256x256.png")
+    Image.fromarray(np.tile(parrots, (4, 7, 1))).save(path)
+    return path
+
+
+@pytest.mark.parametrize("delay", [0.15, 0.4, 1.0, 2.0])
+def test_ctrl_c_exits_130_with_one_line_and_no_output(photo, tmp_path, delay):
+    """Early delays land in start-up (imports, opening the bundle), later ones in the stage graphs."""
+    output = tmp_path / "photo.lic"
+    process = subprocess.Popen([sys.executable, "-m", "licrt.runtime.cli", "compress", str(photo), str(output)],
+                               cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(delay)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert err == "licrt: interrupted\n", err
+    assert not list(tmp_path.iterdir()), "output or temporary files left behind"
