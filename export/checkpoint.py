@@ -20,11 +20,14 @@ from pathlib import Path
 
 import torch
 
+from licrt.runtime.archives import ZIP_ERRORS, open_zip
 from licrt.runtime.errors import ExportError
 
 from . import registry
 
 FORMAT = "licrt-checkpoint"
+#: The most bytes a checkpoint's members may inflate to together.
+MAX_CHECKPOINT_BYTES = 2**34
 
 
 class PickledCheckpointError(ExportError):
@@ -50,17 +53,37 @@ def checkpoint_dict(model, half: bool = False, **extra) -> dict:
     }
 
 
-def read_checkpoint(path: str | Path) -> dict:
-    """Load a checkpoint file's dict (weights only: no code is unpickled).
+def verify_archive(path: Path) -> None:
+    """Check a checkpoint's zip structure and the CRC-32 of every member before torch reads it.
+
+    torch's zip reader checks no CRC, so a flipped bit in a tensor would load
+    silently; the members are bounded (see :mod:`licrt.runtime.archives`)
+    before any is inflated.
 
     Raises:
-        ExportError: the file is missing or is not a PyTorch weights file.
+        ExportError: the file is missing, not a zip archive, too large, or damaged.
     """
-    path = Path(path)
     if not path.is_file():
         raise ExportError(f"checkpoint {path} not found")
     if not zipfile.is_zipfile(path):
         raise ExportError(f"{path} is not a PyTorch checkpoint (torch.save writes zip archives)")
+    with open_zip(path, MAX_CHECKPOINT_BYTES, ExportError) as archive:
+        try:
+            damaged = archive.testzip()
+        except ZIP_ERRORS as exc:
+            raise ExportError(f"{path} is damaged ({exc})") from None
+    if damaged is not None:
+        raise ExportError(f"{path} is damaged: its member {damaged} fails its CRC check")
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """Load a checkpoint file's dict (weights only: no code is unpickled), its CRCs verified first.
+
+    Raises:
+        ExportError: the file is missing, damaged or not a PyTorch weights file.
+    """
+    path = Path(path)
+    verify_archive(path)
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
@@ -68,7 +91,8 @@ def read_checkpoint(path: str | Path) -> dict:
             f"{path} holds pickled Python objects, not just weights; licrt reads those only in a codec's "
             "official format (the official Entroformer checkpoints)"
         ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, KeyError, TypeError, IndexError,
+            AttributeError) as exc:  # what torch.load raises on malformed archives
         raise ExportError(f"{path} is not a PyTorch checkpoint ({exc})") from None
     if not isinstance(data, Mapping):
         raise ExportError(f"{path} holds a {type(data).__name__}, not a checkpoint dict")
@@ -82,8 +106,9 @@ def load_model(path: str | Path, codec_id: str, overrides: dict[str, str] | None
     ``load_official`` loader when it has one (Entroformer's official format).
 
     Raises:
-        ExportError: the checkpoint is for another codec, or its weights do
-            not fit the model (missing, unexpected or differently shaped keys).
+        ExportError: the checkpoint is damaged or for another codec, or its
+            weights do not fit the model (missing, unexpected or differently
+            shaped keys).
     """
     try:
         data = read_checkpoint(path)
@@ -93,16 +118,40 @@ def load_model(path: str | Path, codec_id: str, overrides: dict[str, str] | None
             raise
         return official(Path(path), codec_id, overrides)
     if data.get("format") == FORMAT:
-        if data["codec"] != codec_id:
-            raise ExportError(f"{path} is a {data['codec']} checkpoint, not {codec_id}")
+        if data.get("codec") != codec_id:
+            raise ExportError(f"{path} is a {str(data.get('codec'))[:40]} checkpoint, not {codec_id}")
+        if not isinstance(data.get("config"), Mapping):
+            raise ExportError(f"{path} is a licrt checkpoint without its configuration")
         config = registry.make_config(codec_id, data["config"], overrides)
-        state = data["state_dict"]
+        state = data.get("state_dict")
     else:
         config = registry.make_config(codec_id, None, overrides)
         state = data.get("state_dict", data.get("model_state_dict", data))
+    if not isinstance(state, Mapping) or not all(
+        isinstance(key, str) and isinstance(value, torch.Tensor) for key, value in state.items()
+    ):
+        raise ExportError(f"{path} holds no state dict of named tensors")
     state = {key.removeprefix("module."): value for key, value in state.items()}
+    return build_fitting(codec_id, config, state, f"{path} does not fit {codec_id}")
+
+
+def build_fitting(codec_id: str, config, state: Mapping[str, torch.Tensor], title: str):
+    """Build codec_id with config and load state into it, once the weights are known to fit.
+
+    The shapes are compared on PyTorch's meta device first, which allocates
+    nothing: a checkpoint whose configuration asks for an absurdly large
+    model is refused before it costs memory.
+
+    Raises:
+        ExportError: the configuration does not build, or the weights do not fit.
+    """
+    try:
+        with torch.device("meta"):
+            expected = registry.build(codec_id, config).state_dict()
+    except (TypeError, ValueError, RuntimeError, ZeroDivisionError) as exc:
+        raise ExportError(f"{title}: its configuration does not build a model ({exc})") from None
+    check_fit(expected, state, title)
     model = registry.build(codec_id, config)
-    check_fit(model.state_dict(), state, f"{path} does not fit {codec_id}")
     model.load_state_dict(state)
     return model
 

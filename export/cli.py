@@ -65,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     except LicrtError as exc:
         print(f"export-onnx: error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # the bundle is written to a staging folder, removed on the way out
+        print("export-onnx: interrupted", file=sys.stderr)
+        return 130
     exact = [c for c in checks if c.max_error <= c.tolerance]
     worst = max(exact or checks, key=lambda c: c.max_error / max(1.0, c.magnitude))
     print(f"verified {len(checks)} graphs against PyTorch in ONNX Runtime: max error "

@@ -39,7 +39,7 @@ from tqdm import tqdm
 from licrt.runtime.errors import LicrtError
 
 from . import registry
-from .checkpoint import checkpoint_dict
+from .checkpoint import checkpoint_dict, read_checkpoint
 from licrt.runtime.images import list_images
 
 from .data import RandomCrops
@@ -132,7 +132,7 @@ def train(codec_id: str, data: Path, out: Path, settings: TrainSettings, overrid
     if resume:
         if not state_path.is_file():
             raise LicrtError(f"--resume: no training state {state_path}")
-        saved = torch.load(state_path, map_location="cpu", weights_only=False)
+        saved = read_checkpoint(state_path)
         if saved["codec"] != codec_id:
             raise LicrtError(f"--resume: {state_path} trains {saved['codec']}, not {codec_id}")
         config = registry.make_config(codec_id, saved["config"])
@@ -243,6 +243,9 @@ def main(argv: list[str] | None = None) -> int:
     except LicrtError as exc:
         print(f"licrt-train: error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # checkpoints are replaced atomically: the last one saved stays whole
+        print("licrt-train: interrupted", file=sys.stderr)
+        return 130
     return 0
 
 

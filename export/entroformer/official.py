@@ -26,7 +26,7 @@ from torch import nn
 from licrt.runtime.errors import ExportError
 
 from .. import registry
-from ..checkpoint import check_fit
+from ..checkpoint import build_fitting, verify_archive
 
 OFFICIAL_MODULES = ("encode", "decode", "cit_he", "cit_hd", "prob", "cit_ar", "cit_pn")
 #: Globals a checkpoint of whole modules legitimately references, beyond ``module.*``.
@@ -76,15 +76,21 @@ def read_official(path: Path) -> dict[str, nn.Module]:
     Raises:
         ExportError: the file is not an official Entroformer checkpoint.
     """
+    verify_archive(path)
     try:
         data = torch.load(path, map_location="cpu", weights_only=False, pickle_module=_PICKLE)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, AttributeError) as exc:
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, AttributeError, TypeError,
+            ValueError, KeyError, IndexError) as exc:  # a stand-in class called with arguments: TypeError
         raise ExportError(f"{path} is not an official Entroformer checkpoint: {exc}") from None
     if not isinstance(data, dict) or set(OFFICIAL_MODULES) - set(data):
-        keys = sorted(data) if isinstance(data, dict) else type(data).__name__
+        keys = sorted(map(str, data))[:10] if isinstance(data, dict) else type(data).__name__
         raise ExportError(f"{path} is not an official Entroformer checkpoint: it holds {keys}, "
                           f"expected {', '.join(OFFICIAL_MODULES)}")
-    return {name: data[name] for name in OFFICIAL_MODULES}
+    modules = {name: data[name] for name in OFFICIAL_MODULES}
+    strays = [name for name, module in modules.items() if not isinstance(module, nn.Module)]
+    if strays:
+        raise ExportError(f"{path} is not an official Entroformer checkpoint: {', '.join(strays)} are not modules")
+    return modules
 
 
 def infer_config(modules: dict[str, nn.Module]) -> dict[str, int]:
@@ -124,9 +130,11 @@ def load_official(path: Path, codec_id: str, overrides: dict[str, str] | None = 
     if codec_id != expected:
         kind = "unidirectional (serial)" if serial else "bidirectional (parallel)"
         raise ExportError(f"{path} is a {kind} Entroformer checkpoint: export it as {expected}, not {codec_id}")
-    config = registry.make_config(codec_id, infer_config(modules), overrides)
-    model = registry.build(codec_id, config)
+    try:
+        architecture = infer_config(modules)
+    except (KeyError, IndexError, ValueError, ZeroDivisionError) as exc:
+        raise ExportError(f"{path} is not an official Entroformer checkpoint: its modules lack the weights "
+                          f"that define the architecture ({exc!r})") from None
+    config = registry.make_config(codec_id, architecture, overrides)
     state = {f"{name}.{key}": value for name, module in modules.items() for key, value in module.state_dict().items()}
-    check_fit(model.state_dict(), state, f"{path} does not fit {codec_id}")
-    model.load_state_dict(state)
-    return model
+    return build_fitting(codec_id, config, state, f"{path} does not fit {codec_id}")

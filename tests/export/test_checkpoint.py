@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from tests.helpers import TINY_SETTINGS, tiny_model
-from licrt.export.checkpoint import load_model, save_checkpoint
+from licrt.export.checkpoint import checkpoint_dict, load_model, save_checkpoint
 from licrt.runtime.errors import ExportError
 
 
@@ -56,4 +56,35 @@ def test_unreadable_files(tmp_path, content, message):
 def test_pickled_objects_are_not_executed(tmp_path):
     torch.save({"model": torch.nn.Linear(2, 2)}, tmp_path / "m.pt")
     with pytest.raises(ExportError, match="pickled Python objects"):
+        load_model(tmp_path / "m.pt", "s2c-hybrid-s")
+
+
+def test_a_flipped_bit_in_tensor_data_is_caught_by_the_zip_crcs(tmp_path):
+    model = tiny_model(seed=3)
+    save_checkpoint(tmp_path / "m.pt", model)
+    data = bytearray((tmp_path / "m.pt").read_bytes())
+    weight = model.g_a[0].weight.detach().numpy().tobytes()[:64]
+    data[data.index(weight) + 10] ^= 0x01
+    (tmp_path / "m.pt").write_bytes(bytes(data))
+    with pytest.raises(ExportError, match="damaged: its member .* fails its CRC check"):
+        load_model(tmp_path / "m.pt", "s2c-hybrid-s")
+
+
+def test_a_configuration_asking_for_a_huge_model_costs_nothing(tmp_path):
+    checkpoint = checkpoint_dict(tiny_model())
+    checkpoint["config"]["channels"] = [2**20, 2**20, 2**20]
+    torch.save(checkpoint, tmp_path / "m.pt")
+    with pytest.raises(ExportError, match="does not fit s2c-hybrid-s: .* with other shapes"):
+        load_model(tmp_path / "m.pt", "s2c-hybrid-s")
+
+
+@pytest.mark.parametrize("content, message", [
+    ({"format": "licrt-checkpoint", "codec": "s2c-hybrid-s", "config": [], "state_dict": {}}, "without its config"),
+    ({"state_dict": {"a": 1}}, "no state dict of named tensors"),
+    ({"state_dict": [1, 2]}, "no state dict of named tensors"),
+    ([1, 2], "holds a list"),
+])
+def test_malformed_checkpoint_contents(tmp_path, content, message):
+    torch.save(content, tmp_path / "m.pt")
+    with pytest.raises(ExportError, match=message):
         load_model(tmp_path / "m.pt", "s2c-hybrid-s")

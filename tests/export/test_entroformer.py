@@ -8,11 +8,14 @@ import torch
 
 from licrt.export import registry
 from licrt.export.checkpoint import load_model
+from licrt.export.entroformer import transforms
+from licrt.export.entroformer.model import Entropy
+from licrt.export.entroformer.official import OFFICIAL_MODULES
 from licrt.plugins.topk_attention import MASKS
 from licrt.plugins.topk_attention.reference import buckets_and_mask
 from licrt.plugins.topk_attention.torch_op import eager_topk_attention
 from licrt.runtime.errors import ExportError
-from tests.official_entroformer import official_attention, write_official_checkpoint
+from tests.official_entroformer import official_attention, official_package, write_official_checkpoint
 
 SMALL = {"channels": "16", "latent_channels": "32", "hyper_channels": "16", "dim_embed": "32", "heads": "2",
          "dim_head": "16"}
@@ -104,3 +107,19 @@ def test_wrong_variant_and_foreign_files(tmp_path):
     torch.save({"encode": Payload()}, tmp_path / "evil.pth")
     with pytest.raises(ExportError, match="references posix.system"):
         load_model(tmp_path / "evil.pth", "entroformer")
+
+
+def test_malformed_official_checkpoints_get_one_clear_error(tmp_path):
+    with official_package() as (classes, _):
+        empty = {name: classes[Entropy]() for name in OFFICIAL_MODULES}
+        torch.save(empty, tmp_path / "empty.pth")
+
+        class CalledWithArguments:  # unpickling calls the stand-in of module.ops.GDN with an argument
+            def __reduce__(self):
+                return classes[transforms.GDN], (3,)
+
+        torch.save({**empty, "encode": CalledWithArguments()}, tmp_path / "arguments.pth")
+    with pytest.raises(ExportError, match="lack the weights that define the architecture"):
+        load_model(tmp_path / "empty.pth", "entroformer")
+    with pytest.raises(ExportError, match="not an official Entroformer checkpoint"):
+        load_model(tmp_path / "arguments.pth", "entroformer")
