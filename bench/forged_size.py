@@ -1,10 +1,17 @@
-"""What a well-formed file claiming a 200,000² image costs `licrt decompress` before it is refused.
+"""What well-formed files claiming huge images cost `licrt decompress` before they are refused.
 
-Writes a file with valid checks throughout (header, and one section per tile
-of the grid the default bundle would use, each with the smallest payload its
-coder writes), then times `licrt decompress` on it under GNU time, beside
-the same command on a one-byte file (start-up alone), and measures what
-Python allocates while :meth:`Codec.decompress` refuses it.
+Two forged files, with valid checks throughout (header, and one section per
+tile of the grid the default bundle would use, each with the smallest payload
+its coder writes):
+
+* 200,000² pixels, over the default limit: refused from the header;
+* 16,384² pixels, at the default limit: the output image is reserved but
+  its pages are committed only as tiles are written, and the first tile's
+  digest stops decoding.
+
+Each runs as `licrt decompress` under GNU time, beside the same command on a
+one-byte file (start-up alone) and on a real one-tile file (one tile decoded);
+Python's allocations while :meth:`Codec.decompress` refuses each are traced.
 
     python bench/forged_size.py --out bench/results/forged-size.json
 """
@@ -20,20 +27,24 @@ from pathlib import Path
 from cli_cost import timed  # a sibling script: python puts bench/ on the path
 from report import save_report
 
-from licrt.runtime import Codec, LimitError
+from licrt.runtime import Codec, LicrtError
 from licrt.runtime.container import Container, Header, TileSection
 from licrt.runtime.tiling import choose_grid
 
-SIDE = 200_000
+SIDES = {"200000x200000": 200_000, "16384x16384": 2**14}
 
 
-def forged_file(codec: Codec) -> bytes:
-    grid = choose_grid(SIDE, SIDE, codec.bundle.bucket_shapes)
+def forged_file(codec: Codec, side: int) -> bytes:
+    grid = choose_grid(side, side, codec.bundle.bucket_shapes)
     passes = 1 + len(codec.bundle.manifest.schedule.steps)
-    header = Header(codec.bundle.fingerprint, codec.backend.profile, SIDE, SIDE, grid.bucket, grid.rows, grid.cols,
+    header = Header(codec.bundle.fingerprint, codec.backend.profile, side, side, grid.bucket, grid.rows, grid.cols,
                     passes)
     section = TileSection(bytes(4), (0,) * passes)
     return Container(header, (section,) * (grid.rows * grid.cols)).to_bytes()
+
+
+def decompress(path: Path, folder: Path, expect_failure: bool = True) -> dict:
+    return timed(["licrt", "decompress", str(path), str(folder / f"{path.stem}.png")], expect_failure=expect_failure)
 
 
 def main(argv=None) -> int:
@@ -41,27 +52,28 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     codec = Codec.open()
-    data = forged_file(codec)
-    with tempfile.TemporaryDirectory() as folder:
-        forged, start_up = Path(folder) / "forged.lic", Path(folder) / "one-byte.lic"
-        forged.write_bytes(data)
-        start_up.write_bytes(b"\x89")
-        refusal = timed(["licrt", "decompress", str(forged), str(Path(folder) / "a.png")], expect_failure=True)
-        baseline = timed(["licrt", "decompress", str(start_up), str(Path(folder) / "b.png")], expect_failure=True)
-        tracemalloc.start()
-        try:
-            codec.decompress(forged)
-        except LimitError as exc:
-            message = str(exc)
-        _, python_peak = tracemalloc.get_traced_memory()
-        tracemalloc.stop()
-    header = Container.from_bytes(data).header
-    save_report("forged_size.py", argv, args.out,
-                file={"bytes": len(data), "height": header.height, "width": header.width, "tiles": header.tiles},
-                refusal=refusal, start_up_only=baseline,
-                extra_seconds=round(refusal["seconds"] - baseline["seconds"], 3),
-                extra_peak_rss_mb=round(refusal["peak_rss_mb"] - baseline["peak_rss_mb"], 1),
-                python_allocations_peak_kb=round(python_peak / 1024, 1), error=message)
+    cases = {}
+    with tempfile.TemporaryDirectory() as name:
+        folder = Path(name)
+        (folder / "one-byte.lic").write_bytes(b"\x89")
+        (folder / "one-tile.lic").write_bytes(codec.compress(Path(__file__).parents[1] / "tests/data/parrots_256x256.png"))
+        baselines = {"start_up_only": decompress(folder / "one-byte.lic", folder),
+                     "one_tile_decoded": decompress(folder / "one-tile.lic", folder, expect_failure=False)}
+        for label, side in SIDES.items():
+            path = folder / f"{label}.lic"
+            path.write_bytes(forged_file(codec, side))
+            run = decompress(path, folder)
+            tracemalloc.start()
+            try:
+                codec.decompress(path)
+            except LicrtError as exc:
+                error = str(exc)
+            _, python_peak = tracemalloc.get_traced_memory()
+            tracemalloc.stop()
+            header = Container.from_bytes(path.read_bytes()).header
+            cases[label] = {"file_bytes": path.stat().st_size, "tiles": header.tiles, "run": run,
+                            "python_allocations_peak_kb": round(python_peak / 1024, 1), "error": error}
+    save_report("forged_size.py", argv, args.out, bundle="default", baselines=baselines, cases=cases)
     return 0
 
 

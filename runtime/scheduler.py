@@ -210,11 +210,12 @@ class TileCoder:
             reconstruct: Run g_s for the pixels; without it only symbols and bits.
 
         Raises:
-            DivergenceError: the symbols of a pass differ from the encoder's
-                (its digest) or cannot be decoded: this decoder's floats chose
-                other table rows.
-            BitstreamError: the payload is not exactly what the encoder writes
-                for the decoded symbols.
+            DivergenceError: the symbols of a pass after ẑ differ from the
+                encoder's (its digest) or cannot be decoded: this decoder's
+                floats chose other table rows.
+            BitstreamError: the same at pass ẑ, which no float decides (the
+                data was forged), or the payload is not exactly what the
+                encoder writes for the decoded symbols.
         """
         names = ["z", *(step.name for step in self.schedule.steps)]
         decoder = constriction.stream.queue.RangeDecoder(np.frombuffer(payload, dtype="<u4").astype(np.uint32))
@@ -222,12 +223,18 @@ class TileCoder:
         symbols: list[np.ndarray] = []
         bits: list[float] = []
 
+        def failure(index: int, what: str) -> BitstreamError:
+            if index == 0:  # ẑ is coded against fixed tables: no float of this decoder takes part
+                return BitstreamError(f"the coded data is corrupted or forged: at pass z, which no stage graph "
+                                      f"takes part in, {what}")
+            return DivergenceError(f"decoding diverged at pass {names[index]}: {what}, although the file's "
+                                   f"checks hold. {profile_note}")
+
         def decoded(pass_symbols: np.ndarray, pass_bits: float) -> None:
             symbols.append(pass_symbols)
             bits.append(pass_bits)
             if symbol_digest(pass_symbols) != digests[len(symbols) - 1]:
-                raise DivergenceError(f"decoding diverged at pass {names[len(symbols) - 1]}: the decoded symbols "
-                                      f"differ from the encoder's, although the file's checks hold. {profile_note}")
+                raise failure(len(symbols) - 1, "the decoded symbols differ from the encoder's")
 
         try:
             z_symbols = z_tables.decode(decoder, self._z_rows)
@@ -241,9 +248,8 @@ class TileCoder:
             for _, step_symbols, step_bits in self._passes(state, read, batches):
                 decoded(step_symbols, step_bits)
         except UndecodableError:
-            raise DivergenceError(f"decoding diverged at pass {names[len(symbols)]}: the coded data cannot be "
-                                  f"decoded with the table rows this decoder's floats select, although the file's "
-                                  f"checks hold. {profile_note}") from None
+            raise failure(len(symbols), "the coded data cannot be decoded with the table rows this decoder selects") \
+                from None
         if self._payload(batches) != payload:
             raise BitstreamError("a tile is corrupted: its coded data is not what the encoder writes for the "
                                  "symbols it decodes to (forged or altered)")

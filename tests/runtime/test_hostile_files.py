@@ -112,8 +112,9 @@ def test_altered_coded_data_with_valid_checks_is_refused(fuzz):
     payload = bytearray(section.payload)
     payload[0] ^= 0x40
     altered = Container(one.container.header, (TileSection(bytes(payload), section.digests),))
-    with pytest.raises(DivergenceError, match="tile 1 of 1: decoding diverged at pass z.*same profile.*forged"):
+    with pytest.raises(BitstreamError, match="tile 1 of 1: the coded data is corrupted or forged: at pass z") as error:
         codec.decompress(altered.to_bytes())
+    assert not isinstance(error.value, DivergenceError)  # ẑ depends on no float: no backend is to blame
 
 
 @settings(max_examples=3000, deadline=None, derandomize=True, database=None,
