@@ -160,11 +160,14 @@ class TileSection:
 
 @dataclass(frozen=True)
 class Container:
+    """A whole file: its header and one section per tile, row-major."""
+
     header: Header
     sections: tuple[TileSection, ...]
 
     def to_bytes(self) -> bytes:
-        """Serialize, computing every check (the sections are written as given, one per tile)."""
+        """Serialize, computing every check; sections are written as given (a reader refuses a count
+        other than the header's tiles)."""
         header = self.header.to_bytes()
         parts = [header]
         check = zlib.crc32(header[: -_U32.size])
