@@ -60,10 +60,10 @@ def recorded_feeds(bundle: Bundle, image: np.ndarray) -> dict[str, dict[str, np.
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("image", type=Path)
-    parser.add_argument("--bundle", type=Path, default=DEFAULT_BUNDLE)
+    parser.add_argument("--bundle", type=Path, help="default: licrt's default bundle")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
-    bundle = Bundle.open(args.bundle)
+    bundle = Bundle.open(args.bundle or DEFAULT_BUNDLE)
     image = read_image(args.image)
     grid = choose_grid(*image.shape[:2], bundle.bucket_shapes)
     if grid.rows * grid.cols != 1:
@@ -86,7 +86,7 @@ def main(argv=None) -> int:
             for stage, result in stages.items()
         }
     save_report("float_profile.py", argv, args.out,
-                bundle=str(args.bundle), image=str(args.image), bucket=bucket.name, reference=REFERENCE,
+                bundle=str(args.bundle or "default"), image=str(args.image), bucket=bucket.name, reference=REFERENCE,
                 bit_identical={label: all(v == 0 for v in stages.values()) for label, stages in differences.items()},
                 max_abs_difference=differences)
     return 0

@@ -56,7 +56,8 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as name:
         folder = Path(name)
         (folder / "one-byte.lic").write_bytes(b"\x89")
-        (folder / "one-tile.lic").write_bytes(codec.compress(Path(__file__).parents[1] / "tests/data/parrots_256x256.png"))
+        parrots = Path(__file__).parents[1] / "tests" / "data" / "parrots_256x256.png"
+        (folder / "one-tile.lic").write_bytes(codec.compress(parrots))
         baselines = {"start_up_only": decompress(folder / "one-byte.lic", folder),
                      "one_tile_decoded": decompress(folder / "one-tile.lic", folder, expect_failure=False)}
         for label, side in SIDES.items():

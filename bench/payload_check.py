@@ -17,7 +17,6 @@ from pathlib import Path
 from report import save_report  # a sibling script: python puts bench/ on the path
 
 from licrt.runtime import Codec
-from licrt.runtime.bundle import DEFAULT_BUNDLE
 from licrt.runtime.images import list_images
 from licrt.runtime.scheduler import TileCoder
 
@@ -25,7 +24,7 @@ from licrt.runtime.scheduler import TileCoder
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("images", type=Path)
-    parser.add_argument("--bundle", type=Path, default=DEFAULT_BUNDLE)
+    parser.add_argument("--bundle", type=Path, help="default: licrt's default bundle")
     parser.add_argument("--limit", type=int, default=6)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
@@ -52,7 +51,7 @@ def main(argv=None) -> int:
         rows.append({"image": path.name, "bytes": len(data), "decode_seconds": round(decode, 4),
                      "payload_check_seconds": round(spent[0], 4), "share": round(spent[0] / decode, 4)})
         print(rows[-1], flush=True)
-    save_report("payload_check.py", argv, args.out, bundle=str(args.bundle), images=rows,
+    save_report("payload_check.py", argv, args.out, bundle=str(args.bundle or "default"), images=rows,
                 mean_share=round(sum(r["share"] for r in rows) / len(rows), 4))
     return 0
 
