@@ -33,36 +33,34 @@ def resolve_inside(root: Path, relative: str) -> Path:
         BundleError: the name is absolute, climbs out with ``..``, or leads
             outside through a symlink.
     """
-    parts = PurePosixPath(relative)
-    if parts.is_absolute() or ".." in parts.parts:
-        raise BundleError(f"manifest.json names a file outside the bundle: {relative}")
     real_root = root.resolve()
-    resolved = real_root.joinpath(*parts.parts).resolve()
+    resolved = real_root.joinpath(*PurePosixPath(relative).parts).resolve()
     if not resolved.is_relative_to(real_root):
         raise BundleError(f"bundle {root}: {relative} leads outside the bundle (to {resolved})")
     return resolved
 
 
-def _regular_file(root: Path, relative: str) -> Path | None:
-    """The real path of a regular file inside the bundle, None if absent; anything else is refused unopened."""
+def _regular_file(root: Path, relative: str) -> tuple[Path, int] | None:
+    """Real path and size of a regular file inside the bundle, None if absent; anything else is refused unopened."""
     path = resolve_inside(root, relative)
     try:
-        mode = os.stat(path).st_mode
+        status = os.stat(path)
     except FileNotFoundError:
         return None
     except OSError as exc:
         raise BundleError(f"bundle {root}: cannot read {relative} ({exc.strerror})") from None
-    if not stat.S_ISREG(mode):
+    if not stat.S_ISREG(status.st_mode):
         raise BundleError(f"bundle {root}: {relative} is not a regular file")
-    return path
+    return path, status.st_size
 
 
 def _read_manifest(root: Path) -> tuple[Manifest, bytes]:
     """The validated manifest and its fingerprint."""
-    path = _regular_file(root, MANIFEST)
-    if path is None:
+    found = _regular_file(root, MANIFEST)
+    if found is None:
         raise BundleError(f"{root} is not a licrt bundle (no {MANIFEST})")
-    if path.stat().st_size > MAX_MANIFEST_BYTES:
+    path, size = found
+    if size > MAX_MANIFEST_BYTES:
         raise BundleError(f"{MANIFEST} is larger than {MAX_MANIFEST_BYTES:,} bytes")
     try:
         raw = path.read_bytes()
@@ -76,14 +74,14 @@ def _verify_files(root: Path, manifest: Manifest) -> None:
     """Check every listed file: inside the bundle, regular, within the size bound, matching its sha256."""
     files = {}
     for relative in manifest.files:
-        file = _regular_file(root, relative)
-        if file is None:
+        found = _regular_file(root, relative)
+        if found is None:
             raise BundleError(f"bundle {root} is incomplete: {relative} is missing")
-        files[relative] = file
-    total = sum(file.stat().st_size for file in files.values())
+        files[relative] = found
+    total = sum(size for _, size in files.values())
     if total > MAX_BUNDLE_BYTES:
         raise BundleError(f"bundle {root} holds {total:,} bytes, more than {MAX_BUNDLE_BYTES:,}")
-    for relative, file in files.items():
+    for relative, (file, _) in files.items():
         if sha256_file(file) != manifest.files[relative]:
             raise BundleError(f"bundle {root} is damaged: {relative} does not match its sha256 in the manifest")
 
