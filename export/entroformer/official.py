@@ -26,7 +26,7 @@ from torch import nn
 from licrt.runtime.errors import ExportError
 
 from .. import registry
-from ..checkpoint import build_fitting, verify_archive
+from ..checkpoint import build_fitting
 
 OFFICIAL_MODULES = ("encode", "decode", "cit_he", "cit_hd", "prob", "cit_ar", "cit_pn")
 #: Globals a checkpoint of whole modules legitimately references, beyond ``module.*``.
@@ -71,12 +71,12 @@ _PICKLE.load = lambda file, **kwargs: _Unpickler(file, **kwargs).load()
 
 
 def read_official(path: Path) -> dict[str, nn.Module]:
-    """The seven official modules of a checkpoint.
+    """The seven official modules of a checkpoint whose zip CRCs the caller has verified
+    (:func:`licrt.export.checkpoint.load_model` reads it as a plain checkpoint first).
 
     Raises:
         ExportError: the file is not an official Entroformer checkpoint.
     """
-    verify_archive(path)
     try:
         data = torch.load(path, map_location="cpu", weights_only=False, pickle_module=_PICKLE)
     except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, AttributeError, TypeError,
