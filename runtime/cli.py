@@ -52,24 +52,17 @@ def decompress(args) -> None:
 
 
 def info(args) -> None:
-    from .container import MAX_HEADER_SIZE, Header
+    from .codec import open_compressed
 
-    try:
-        with open(args.input, "rb") as file:
-            header = Header.from_bytes(file.read(MAX_HEADER_SIZE))
-            size = file.seek(0, 2)
-    except FileNotFoundError:
-        raise LicrtError(f"{args.input}: no such file") from None
-    except OSError as exc:
-        raise LicrtError(f"cannot read {args.input}: {exc.strerror}") from None
-    rows = [
-        ("file", f"{args.input}"),
-        ("size", f"{size:,} bytes, {8 * size / (header.height * header.width):.4f} bpp"),
-        ("image", f"{header.width}x{header.height}"),
-        ("tiles", f"{header.tile_rows}x{header.tile_cols} (bucket {header.bucket})"),
-        ("bundle", header.bundle_fingerprint.hex()),
-        ("encoder profile", header.profile),
-    ]
+    with open_compressed(args.input) as (_, header, size):
+        rows = [
+            ("file", f"{args.input}"),
+            ("size", f"{size:,} bytes, {8 * size / (header.height * header.width):.4f} bpp"),
+            ("image", f"{header.width}x{header.height}"),
+            ("tiles", f"{header.tile_rows}x{header.tile_cols} (bucket {header.bucket})"),
+            ("bundle", header.bundle_fingerprint.hex()),
+            ("encoder profile", header.profile),
+        ]
     codec = _open_codec(args)
     if codec.bundle.fingerprint != header.bundle_fingerprint:
         rows.append(("estimate", f"unavailable: {codec.bundle.root} is not this file's bundle"))

@@ -10,8 +10,11 @@ Example:
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from tqdm import tqdm
@@ -153,7 +156,7 @@ class Codec:
                 counts[name] += symbols.size
         return FileReport(container, grid, bits, counts)
 
-    def check_header(self, header: Header) -> TileGrid:
+    def _check_header(self, header: Header) -> TileGrid:
         """Check what a file's header asks for against this bundle and the limits.
 
         Raises:
@@ -174,40 +177,23 @@ class Codec:
             raise BitstreamError("the file's tile layout does not match its image size")
         return grid
 
-    def read_file(self, path: str | Path) -> bytes:
-        """Read a compressed file, vetting its header before the rest is read.
-
-        A file larger than its header allows is refused without being read.
-
-        Raises:
-            LicrtError: the file is missing or unreadable, or the checks of
-                :meth:`check_header` fail.
-        """
-        path = Path(path)
-        try:
-            with open(path, "rb") as file:
-                header = Header.from_bytes(file.read(MAX_HEADER_SIZE))
-                grid = self.check_header(header)
+    def _open_container(self, data: bytes | str | Path) -> tuple[Container, TileGrid]:
+        """Parse a file (its bytes or its path) after vetting its header; a path is read only once it passes."""
+        if isinstance(data, (str, Path)):
+            with open_compressed(data) as (file, header, size):
+                grid = self._check_header(header)
                 largest = header.size + grid.rows * grid.cols * (
                     section_framing(header.passes) + self._coder(grid.bucket).max_payload
                 )
-                size = os.fstat(file.fileno()).st_size
                 if size > largest:
                     raise BitstreamError(f"the file holds {size:,} bytes, more than its header allows "
                                          f"({largest:,} at most)")
                 file.seek(0)
-                return file.read()
-        except FileNotFoundError:
-            raise LicrtError(f"{path}: no such file") from None
-        except IsADirectoryError:
-            raise LicrtError(f"{path}: is a directory, not a licrt file") from None
-        except OSError as exc:
-            raise LicrtError(f"cannot read {path}: {exc.strerror}") from None
-
-    def _open_container(self, data: bytes | str | Path) -> tuple[Container, TileGrid]:
-        data = self.read_file(data) if isinstance(data, (str, Path)) else bytes(data)
-        header = Header.from_bytes(data)
-        grid = self.check_header(header)
+                data = file.read()
+        else:
+            data = bytes(data)
+            header = Header.from_bytes(data)
+            grid = self._check_header(header)
         return Container.from_bytes(data, header, max_payload=self._coder(grid.bucket).max_payload), grid
 
     def _decode_tiles(self, container: Container, grid: TileGrid, progress: bool, reconstruct: bool):
@@ -230,6 +216,25 @@ class Codec:
             yield region, coded
 
 
+@contextmanager
+def open_compressed(path: str | Path) -> Iterator[tuple[BinaryIO, Header, int]]:
+    """Open a compressed file and read its header only: yields (file, header, size in bytes).
+
+    Raises:
+        LicrtError: the file is missing or unreadable.
+        BitstreamError: its header is not a licrt header.
+    """
+    try:
+        with open(path, "rb") as file:
+            yield file, Header.from_bytes(file.read(MAX_HEADER_SIZE)), os.fstat(file.fileno()).st_size
+    except FileNotFoundError:
+        raise LicrtError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise LicrtError(f"{path}: is a directory, not a licrt file") from None
+    except OSError as exc:
+        raise LicrtError(f"cannot read {path}: {exc.strerror}") from None
+
+
 def _progress(grid: TileGrid, enabled: bool, what: str):
     total = grid.rows * grid.cols
     return tqdm(
@@ -237,4 +242,4 @@ def _progress(grid: TileGrid, enabled: bool, what: str):
     )
 
 
-__all__ = ["Codec", "FileReport"]
+__all__ = ["Codec", "FileReport", "open_compressed"]
