@@ -45,7 +45,7 @@ def cached_vs_full(model, bundle: Bundle, x: torch.Tensor) -> float:
     bucket = bundle.manifest.buckets[0]
     step = bundle.manifest.schedule.steps[0]
     graph = bucket.stages[step.name]
-    runner = open_backend("onnxruntime").load(step.name, bundle.path(graph.file), graph)
+    runner = open_backend("onnxruntime").load(bundle, step.name, graph)
     shapes = {spec.name: spec.shape for spec in graph.inputs}
     caches = {name: np.zeros(shapes[name], np.float32) for name in step.caches}
     feed = {"hyper": hyper.numpy(), "y_hat": y_hat.numpy()}
@@ -65,7 +65,7 @@ def step_seconds(bundle: Bundle, repeats: int = 50) -> float:
     bucket = bundle.manifest.buckets[0]
     step = bundle.manifest.schedule.steps[0]
     graph = bucket.stages[step.name]
-    runner = open_backend("onnxruntime").load(step.name, bundle.path(graph.file), graph)
+    runner = open_backend("onnxruntime").load(bundle, step.name, graph)
     feed = {spec.name: np.random.default_rng(0).standard_normal(spec.shape).astype(np.float32)
             for spec in graph.inputs if spec.dtype == "float32"}
     tokens = bucket.stages["g_s"].inputs[0].shape[2] * bucket.stages["g_s"].inputs[0].shape[3]

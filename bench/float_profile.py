@@ -41,8 +41,8 @@ def recorded_feeds(bundle: Bundle, image: np.ndarray) -> dict[str, dict[str, np.
     feeds: dict[str, dict[str, np.ndarray]] = {}
 
     class Recording(OnnxRuntimeBackend):
-        def load(self, name, path, graph):
-            runner = super().load(name, path, graph)
+        def load(self, bundle, name, graph):
+            runner = super().load(bundle, name, graph)
             run = runner._run
 
             def record(feed):
@@ -74,7 +74,7 @@ def main(argv=None) -> int:
     for label, settings in SETTINGS.items():
         backend = OnnxRuntimeBackend(providers=["CPUExecutionProvider"], **settings)
         outputs[label] = {
-            stage: backend.load(stage, bundle.path(bucket.stages[stage].file), bucket.stages[stage]).run(feed)
+            stage: backend.load(bundle, stage, bucket.stages[stage]).run(feed)
             for stage, feed in feeds.items()
         }
         print(label, flush=True)

@@ -62,10 +62,11 @@ def measure(codec: Codec, model, image_path: Path) -> dict:
     expected = expected.transpose(1, 2, 0)[:height, :width]
 
     backend = codec.backend
-    coder = TileCoder(bundle, bucket, lambda n: backend.load(n, bundle.path(bucket.stages[n].file), bucket.stages[n]))
+    coder = TileCoder(bundle, bucket, backend)
     coded = coder.encode(x)
     names = ["z", *(s.name for s in bundle.manifest.schedule.steps)]
-    differing = {n: int(np.sum(a != b)) for n, a, b in zip(names, coded.symbols, reference.symbols, strict=True)}
+    runtime_symbols = [coded_pass.symbols for coded_pass in coded.passes]
+    differing = {n: int(np.sum(a != b)) for n, a, b in zip(names, runtime_symbols, reference.symbols, strict=True)}
     model_bits = sum(reference.bits)
     framing = container.framing
     return {
@@ -81,7 +82,7 @@ def measure(codec: Codec, model, image_path: Path) -> dict:
         "framing_bytes": framing,
         "coded_bytes": len(data) - framing,
         "model_estimate_bytes": model_bits / 8,
-        "table_estimate_bytes": sum(coded.bits) / 8,
+        "table_estimate_bytes": sum(p.bits + p.side_bits for p in coded.passes) / 8,
         "coded_vs_model_estimate_percent": 100 * ((len(data) - framing) / (model_bits / 8) - 1),
         "deterministic": codec.compress(image) == data,
         "encode_seconds": encode_seconds,

@@ -27,6 +27,13 @@ from .hyperprior import HyperpriorCodec
 from .verify import StageCheck, verify_bundle
 
 
+#: The guard: ε covers the largest relative difference measured between
+#: backends' stage outputs; the margin covers how such differences grow through
+#: h_s and the context graphs (see README, "Decoding anywhere").
+GUARD_EPSILON = 1e-5
+GUARD_MARGIN = 3.0
+
+
 def probe_image(height: int, width: int) -> torch.Tensor:
     """A deterministic photo-like test image (smooth structure plus fine texture)."""
     rows, cols = np.mgrid[0:height, 0:width] / max(height, width)
@@ -63,8 +70,11 @@ def write_bundle(
     *,
     force: bool = False,
     progress: bool = True,
+    guard_epsilon: float = GUARD_EPSILON,
 ) -> tuple[Manifest, list[StageCheck]]:
     """Export model for the given (height, width) buckets into the bundle directory out.
+
+    guard_epsilon is the tolerance of the bundle's guard (see ``licrt.runtime.guard``).
 
     Raises:
         ExportError: a shape does not fit the codec's stride, out exists (without
@@ -77,7 +87,7 @@ def write_bundle(
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        manifest, checks = _write(model.eval(), shapes, staging, progress)
+        manifest, checks = _write(model.eval(), shapes, staging, progress, guard_epsilon)
         failed = [c for c in checks if not c.passed]
         if failed:
             details = ", ".join(f"{c.stage}@{c.bucket} ({c.max_error:.2e})" for c in failed)
@@ -92,7 +102,7 @@ def write_bundle(
     return manifest, checks
 
 
-def _write(model: HyperpriorCodec, shapes, root: Path, progress: bool):
+def _write(model: HyperpriorCodec, shapes, root: Path, progress: bool, guard_epsilon: float):
     (root / "stages").mkdir()
     (root / "entropy").mkdir()
     store = WeightStore(root / "stages" / "weights.bin")
@@ -135,6 +145,9 @@ def _write(model: HyperpriorCodec, shapes, root: Path, progress: bool):
         files=files,
         rounding=model.rounding,
         symbol_range=model.symbol_range,
+        mean_step=model.mean_step,
+        guard_epsilon=guard_epsilon,
+        guard_margin=GUARD_MARGIN,
     )
     (root / MANIFEST).write_text(manifest.dumps(), encoding="utf-8")
     return manifest, verify_bundle(Bundle.open(root), references)

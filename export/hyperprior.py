@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from licrt.runtime.guard import grid_means
 from licrt.runtime.manifest import Padding
 from licrt.runtime.schedule import RASTER_POSITION, RASTER_ROW_INDEX, CodingSchedule, ContextStep
 
@@ -57,6 +58,11 @@ class HyperpriorCodec(nn.Module, ABC):
     #: How ẑ and ŷ are rounded (``licrt.runtime.manifest.ROUNDINGS``), and their range if clamped.
     rounding: str = "half-even"
     symbol_range: tuple[int, int] | None = None
+    #: A grid μ is put on before it is added to a symbol (``mean-shift`` only;
+    #: see ``licrt.runtime.guard``). Off by default: on Kodak a grid of 1/16
+    #: costs 0.07 % of the rate and its guarded decisions 0.8 % more, and
+    #: files decode under no larger float differences than without it.
+    mean_step: float | None = None
     #: Gaussian scales the ŷ coding tables are built for.
     scale_table: np.ndarray = SCALE_TABLE
     schedule: CodingSchedule
@@ -87,8 +93,13 @@ class HyperpriorCodec(nn.Module, ABC):
         return torch.round(z)
 
     def quantize_latent(self, y: torch.Tensor, means: torch.Tensor, exact: bool) -> torch.Tensor:
-        """ŷ of the elements a step codes: round(y − μ) + μ (straight-through while training)."""
-        return (torch.round if exact else ste_round)(y - means) + means
+        """ŷ of the elements a step codes: round(y − μ̂) + μ̂ with μ̂ on the mean grid, as the runtime
+        codes it (straight-through, μ as it is, while training)."""
+        if not exact:
+            return ste_round(y - means) + means
+        if self.mean_step is not None:
+            means = torch.from_numpy(grid_means(means.cpu().numpy(), self.mean_step)).to(means.device)
+        return torch.round(y - means) + means
 
     def latent_symbols(self, y_hat: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
         """The integers the runtime codes for ŷ (rounded: ŷ − μ is integral only up to float error)."""

@@ -57,7 +57,7 @@ def verify_bundle(bundle: Bundle, references: dict[str, dict[str, tuple[dict, di
         for stage, graph in bucket.stages.items():
             inputs, outputs = references[bucket.name][stage]
             path = bundle.path(graph.file)
-            results = backend.load(stage, path, graph).run({name: _numpy(t) for name, t in inputs.items()})
+            results = backend.load(bundle, stage, graph).run({name: _numpy(t) for name, t in inputs.items()})
             errors = [np.abs(results[name] - _numpy(t)).ravel() for name, t in outputs.items()]
             magnitude = max(float(np.abs(_numpy(t)).max()) for t in outputs.values() if t.numel())
             tolerance = TOLERANCE * max(1.0, magnitude)

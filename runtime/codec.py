@@ -28,6 +28,9 @@ from .limits import Limits
 from .scheduler import TileCoder
 from .tiling import TileGrid, choose_grid, crop, pad
 
+#: Ends the profile a file records when it was encoded without the guard.
+UNGUARDED = " guard=off"
+
 
 @dataclass(frozen=True)
 class FileReport:
@@ -38,6 +41,9 @@ class FileReport:
     #: −Σ log2 p per pass name, summed over tiles.
     bits_per_pass: dict[str, float]
     symbols_per_pass: dict[str, int]
+    #: What the guard's side streams cost per pass, in bits, and how many decisions they record.
+    side_bits_per_pass: dict[str, float]
+    guarded_per_pass: dict[str, int]
 
 
 class Codec:
@@ -48,12 +54,17 @@ class Codec:
         backend: The backend that runs its stage graphs.
         limits: What one image may cost; checked before any work, for images
             to compress and files to decompress alike.
+        guard: Record the coding decisions that another backend could take
+            differently (see :mod:`licrt.runtime.guard`), so that files decode
+            on every backend. Off, a file decodes only where the floats agree
+            with the encoder's; for measuring what the guard prevents.
     """
 
-    def __init__(self, bundle: Bundle, backend: Backend, limits: Limits | None = None):
+    def __init__(self, bundle: Bundle, backend: Backend, limits: Limits | None = None, guard: bool = True):
         self.bundle = bundle
         self.backend = backend
         self.limits = Limits() if limits is None else limits
+        self.guard = guard
         self._coders: dict[int, TileCoder] = {}
 
     @classmethod
@@ -73,12 +84,7 @@ class Codec:
     def _coder(self, bucket_index: int) -> TileCoder:
         if bucket_index not in self._coders:
             bucket = self.bundle.manifest.buckets[bucket_index]
-
-            def load_stage(name: str):
-                graph = bucket.stages[name]
-                return self.backend.load(name, self.bundle.path(graph.file), graph)
-
-            self._coders[bucket_index] = TileCoder(self.bundle, bucket, load_stage)
+            self._coders[bucket_index] = TileCoder(self.bundle, bucket, self.backend, self.guard)
         return self._coders[bucket_index]
 
     def _grid(self, height: int, width: int, what: str) -> TileGrid:
@@ -113,7 +119,7 @@ class Codec:
             sections.append(TileSection(coded.payload, coded.digests))
         header = Header(
             bundle_fingerprint=self.bundle.fingerprint,
-            profile=self.backend.profile,
+            profile=self.backend.profile + ("" if self.guard else UNGUARDED),
             height=height,
             width=width,
             bucket=grid.bucket,
@@ -148,13 +154,15 @@ class Codec:
         """Decode a file's symbols (without reconstructing pixels) and account for its bits."""
         container, grid = self._open_container(data)
         names = ["z", *(step.name for step in self.bundle.manifest.schedule.steps)]
-        bits = dict.fromkeys(names, 0.0)
-        counts = dict.fromkeys(names, 0)
+        bits, side_bits = dict.fromkeys(names, 0.0), dict.fromkeys(names, 0.0)
+        counts, guarded = dict.fromkeys(names, 0), dict.fromkeys(names, 0)
         for _, coded in self._decode_tiles(container, grid, False, reconstruct=False):
-            for name, pass_bits, symbols in zip(names, coded.bits, coded.symbols, strict=True):
-                bits[name] += pass_bits
-                counts[name] += symbols.size
-        return FileReport(container, grid, bits, counts)
+            for coded_pass in coded.passes:
+                bits[coded_pass.name] += coded_pass.bits
+                counts[coded_pass.name] += coded_pass.symbols.size
+                side_bits[coded_pass.name] += coded_pass.side_bits
+                guarded[coded_pass.name] += coded_pass.guarded
+        return FileReport(container, grid, bits, counts, side_bits, guarded)
 
     def _check_header(self, header: Header) -> TileGrid:
         """Check what a file's header asks for against this bundle and the limits.
@@ -200,12 +208,18 @@ class Codec:
         """Yield (image region, decoded tile) for every tile, row-major."""
         coder = self._coder(grid.bucket)
         encoder, decoder = container.header.profile, self.backend.profile
-        if encoder == decoder:
+        epsilon = self.bundle.manifest.guard_epsilon
+        if encoder.endswith(UNGUARDED):
+            note = (f"The file was encoded without the guard ('{encoder}'), so it decodes only where the floats "
+                    "agree exactly with the encoder's: decode it with the encoder's backend.")
+        elif encoder == decoder:
             note = (f"Encoder and decoder report the same profile '{decoder}': their floats differed all the same "
-                    "(another build or CPU model), or the file was forged.")
+                    f"(another build or CPU model) by more than the bundle's guard covers (ε = {epsilon:g}), or the "
+                    "file was forged.")
         else:
-            note = (f"The file was encoded under '{encoder}'; this decoder runs '{decoder}': decode it with the "
-                    "encoder's backend.")
+            note = (f"The file was encoded under '{encoder}'; this decoder runs '{decoder}', whose floats differ from "
+                    f"the encoder's by more than the bundle's guard covers (ε = {epsilon:g}): decode it with a "
+                    "backend closer to the encoder's.")
         tiles = container.header.tiles
         regions = _progress(grid, progress, "decompress")
         for index, (region, section) in enumerate(zip(regions, container.sections, strict=True)):

@@ -1,11 +1,11 @@
-"""The licrt bitstream container, format version 2.
+"""The licrt bitstream container, format version 3.
 
 Byte layout (integers big-endian)::
 
     offset  size  field
     0       8     magic  89 'L' 'I' 'C' 0D 0A 1A 0A  (PNG-style: catches text-mode
                   transfers and truncation to 7 bits)
-    8       1     container format version (2)
+    8       1     container format version (3)
     9       8     bundle fingerprint (the bundle a file can only be decoded with)
     17      4     original image height
     21      4     original image width
@@ -19,8 +19,11 @@ Byte layout (integers big-endian)::
     32+n    4     header check: CRC-32 of bytes 0 .. 31+n
     36+n          one section per tile, row-major:
                     4      payload length L (bytes, a multiple of 4, at least 4)
-                    2·P    per-pass digests: CRC-32 of the pass's symbols, low 16 bits
-                    L      payload: one range-coder stream, little-endian u32 words
+                    2·P    per-pass digests: CRC-32 of the pass's symbols and
+                           coding decisions, low 16 bits
+                    L      payload: one range-coder stream, little-endian u32
+                           words: ẑ, then per schedule step its side stream
+                           (see licrt.runtime.guard) and its symbols
                     4      section check: CRC-32 of the section's bytes above,
                            continued from the previous check (the header check
                            for the first tile)
@@ -33,13 +36,14 @@ its check, and so does every truncation. The decoder then checks that each
 payload is consumed exactly as the coder left it.
 
 The per-pass digests catch what no check on the bytes can: a decoder whose
-floats differ from the encoder's (other backend, other CPU) selects another
-probability row, decodes other symbols from intact bytes, and would return a
+floats differ from the encoder's by more than the guard covers takes another
+coding decision, decodes other symbols from intact bytes, and would return a
 wrong image; instead it stops with an error naming the pass and both
-profiles.
+profiles. The profile is there for that message; it does not decide whether
+a file decodes.
 
-Version 1 files (whose sections carried a CRC of the payload alone, unbound
-to their place) are refused with a message that says so.
+Files of formats 1 and 2 are refused with a message that says which licrt
+reads them.
 
 Every read is bounds-checked; any inconsistency raises :class:`BitstreamError`.
 """
@@ -55,7 +59,10 @@ import numpy as np
 from .errors import BitstreamError
 
 MAGIC = b"\x89LIC\r\n\x1a\n"
-VERSION = 2
+#: Earlier formats, and what reads them.
+_READ_BY = {1: "format 2 binds every tile to its place; decode it with licrt 0.1",
+            2: "format 3 decodes on any backend; decode it with licrt 0.2"}
+VERSION = 3
 _FIELDS = struct.Struct(">8sB8sIIBHHBB")
 _U32 = struct.Struct(">I")
 #: The longest profile a header can hold (its length is one byte).
@@ -67,9 +74,10 @@ MAX_HEADER_SIZE = _FIELDS.size + MAX_PROFILE_LENGTH + _U32.size
 MIN_PAYLOAD = 4
 
 
-def symbol_digest(symbols: np.ndarray) -> int:
-    """16-bit digest of a pass's decoded symbols (CRC-32 of int32 little-endian)."""
-    return zlib.crc32(np.ascontiguousarray(symbols, dtype="<i4").tobytes()) & 0xFFFF
+def pass_digest(symbols: np.ndarray, decisions: np.ndarray) -> int:
+    """16-bit digest of a pass: CRC-32 of its symbols, then of its coding decisions (int32 little-endian)."""
+    check = zlib.crc32(np.ascontiguousarray(symbols, dtype="<i4").tobytes())
+    return zlib.crc32(np.ascontiguousarray(decisions, dtype="<i4").tobytes(), check) & 0xFFFF
 
 
 def _is_profile(text: bytes) -> bool:
@@ -129,9 +137,9 @@ class Header:
             raise BitstreamError("the file is truncated inside its header")
         version = data[len(MAGIC)]
         if version != VERSION:
-            if version == 1:
-                raise BitstreamError("the file is in licrt's container format 1, which this licrt no longer reads "
-                                     "(format 2 binds every tile to its place); decode it with licrt 0.1")
+            if version in _READ_BY:
+                raise BitstreamError(f"the file is in licrt's container format {version}, which this licrt no longer "
+                                     f"reads ({_READ_BY[version]})")
             raise BitstreamError(f"container format {version} is not supported (this licrt reads {VERSION})")
         if len(data) < _FIELDS.size:
             raise BitstreamError("the file is truncated inside its header")

@@ -154,17 +154,17 @@ class CategoricalTables:
 
 
 class ScaleTable:
-    """Maps predicted Gaussian scales (and mean fractions) to rows of the ŷ tables.
+    """The scales the ŷ tables are built for, and how rows are laid out.
 
-    The scale index is that of the nearest table scale on a log scale: the
-    boundaries are the geometric means of neighbouring scales, computed with
-    correctly rounded IEEE arithmetic, so every platform draws them alike.
+    A predicted scale selects the nearest table scale on a log scale: the
+    :attr:`boundaries` are the geometric means of neighbouring scales, computed
+    with correctly rounded IEEE arithmetic, so every platform draws them alike.
     Rounding to the nearest rather than up halves the worst mismatch, and a
     model whose symbols are sharper than its scales (an untrained one) is not
-    charged for a wider table. With ``fraction_bins``, scale s owns ``fraction_bins[s]``
-    consecutive rows, one per equal slice of the mean's fractional part
-    μ − rint(μ) ∈ [−½, ½]. Both encoder and decoder call :meth:`rows` on the
-    same float32 values, so they select identical rows.
+    charged for a wider table. With ``fraction_bins``, scale s owns
+    ``fraction_bins[s]`` consecutive rows from ``first_row[s]``, one per equal
+    slice of a unit of the mean. :mod:`licrt.runtime.guard` takes these
+    decisions, alike on every backend.
     """
 
     def __init__(self, scales: np.ndarray, fraction_bins: np.ndarray | None = None):
@@ -179,20 +179,11 @@ class ScaleTable:
         self.fraction_bins = bins
         self.first_row = np.concatenate([[0], np.cumsum(bins)[:-1]])
         table = self.scales.astype(np.float64)
-        self._boundaries = np.sqrt(table[:-1] * table[1:]).astype(np.float32)
+        self.boundaries = np.sqrt(table[:-1] * table[1:]).astype(np.float32)
 
     @property
     def rows_needed(self) -> int:
         return int(self.fraction_bins.sum())
-
-    def rows(self, scales: np.ndarray, fractions: np.ndarray | None = None) -> np.ndarray:
-        index = np.searchsorted(self._boundaries, np.asarray(scales, dtype=np.float32), side="left")
-        rows = self.first_row[index]
-        if fractions is not None:
-            bins = self.fraction_bins[index]
-            slot = np.floor((np.asarray(fractions, dtype=np.float32) + np.float32(0.5)) * bins).astype(np.int64)
-            rows = rows + np.clip(slot, 0, bins - 1)
-        return rows.astype(np.int16)
 
 
 def _group_by_row(rows: np.ndarray, num_rows: int):

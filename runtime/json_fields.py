@@ -95,6 +95,12 @@ class Field:
             raise self.error(f"must be an integer in [{low:,}, {high:,}], got {self._got()}")
         return self.value
 
+    def float(self, low: float, high: float) -> float:
+        """A number (integer or float, not a boolean) in [low, high]."""
+        if isinstance(self.value, bool) or not isinstance(self.value, (int, float)) or not low <= self.value <= high:
+            raise self.error(f"must be a number in [{low:g}, {high:g}], got {self._got()}")
+        return float(self.value)
+
     def str(self, pattern: str = r"[\x20-\x7e]{1,255}", choices: tuple[str, ...] | None = None) -> str:
         """A string matching pattern (printable ASCII by default), or one of choices."""
         if not isinstance(self.value, str):

@@ -32,7 +32,7 @@ from .schedule import (ENTROPY_PARAMETERS, NAME, RASTER_POSITION, RASTER_ROW_IND
                        CodingSchedule)
 
 FORMAT = "licrt-bundle"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 #: Graphs every bucket has besides one graph per context step.
 TRANSFORM_STAGES = ("g_a", "h_a", "h_s", "g_s")
@@ -45,6 +45,13 @@ Y_QUANTIZATIONS = ("mean-shift", "integer")
 #: Rounding of ẑ (and of ŷ with ``integer``): numpy's rint, or ⌊x + ½⌋.
 ROUNDINGS = ("half-even", "half-up")
 PRECISIONS = ("fp32",)
+#: A mean-shift codec's mean grid is 2⁻ᵏ for k in this range (a power of two keeps μ/step exact).
+MEAN_STEP_EXPONENTS = range(0, 11)
+#: The guard (see :mod:`licrt.runtime.guard`): ε, the relative difference
+#: between backends' stage outputs it covers, and the margin for how such
+#: differences grow on their way to a coding decision.
+MAX_GUARD_EPSILON = 1e-3
+MAX_GUARD_MARGIN = 100.0
 DTYPES = ("float32", "int64")
 
 #: Bounds on what a manifest may declare, so that a hostile one is refused
@@ -173,6 +180,9 @@ class Manifest:
         files: sha256 of every file in the bundle, by relative path.
         rounding: One of :data:`ROUNDINGS`.
         symbol_range: (low, high) that ẑ and ŷ are clamped to, if any.
+        mean_step: The grid of μ for ``mean-shift`` (None: μ as computed).
+        guard_epsilon: The relative difference between backends' stage outputs the guard covers.
+        guard_margin: Decisions within ``guard_epsilon × guard_margin`` of a boundary are recorded.
     """
 
     codec: str
@@ -188,6 +198,14 @@ class Manifest:
     files: dict[str, str]
     rounding: str = "half-even"
     symbol_range: tuple[int, int] | None = None
+    mean_step: float | None = None
+    guard_epsilon: float = 0.0
+    guard_margin: float = 1.0
+
+    @property
+    def guard_tolerance(self) -> float:
+        """The guard's band around every decision boundary, relative."""
+        return self.guard_epsilon * self.guard_margin
 
     def to_json(self) -> dict:
         return {
@@ -202,7 +220,8 @@ class Manifest:
             "schedule": self.schedule.to_json(),
             "entropy": {
                 "z": {"tables": self.z_tables},
-                "y": {"tables": self.y_tables, "quantization": self.y_quantization},
+                "y": {"tables": self.y_tables, "quantization": self.y_quantization, "mean_step": self.mean_step},
+                "guard": {"epsilon": self.guard_epsilon, "margin": self.guard_margin},
                 "rounding": self.rounding,
                 "symbol_range": list(self.symbol_range) if self.symbol_range else None,
             },
@@ -238,6 +257,8 @@ class Manifest:
             low, high = entropy["symbol_range"].list(max_items=2, min_items=2)
             symbol_range = (low.int(-ESCAPE_LIMIT, ESCAPE_LIMIT), high.int(-ESCAPE_LIMIT, ESCAPE_LIMIT))
         schedule = CodingSchedule.from_json(root["schedule"])
+        mean_step = entropy["y"]["mean_step"]
+        mean_step = None if mean_step.value is None else mean_step.float(2.0 ** -MEAN_STEP_EXPONENTS[-1], 1.0)
         root["codec"]["config"].items(max_items=256)  # informational, but an object
         manifest = cls(
             codec=root["codec"]["id"].str(CODEC_ID),
@@ -256,6 +277,9 @@ class Manifest:
             files={path: digest.str(SHA256) for path, digest in root["files"].items(MAX_FILES)},
             rounding=entropy.get("rounding", "half-even").str(choices=ROUNDINGS),
             symbol_range=symbol_range,
+            mean_step=mean_step,
+            guard_epsilon=entropy["guard"]["epsilon"].float(0.0, MAX_GUARD_EPSILON),
+            guard_margin=entropy["guard"]["margin"].float(1.0, MAX_GUARD_MARGIN),
         )
         manifest.validate()
         return manifest
@@ -264,6 +288,10 @@ class Manifest:
         """Check internal consistency. Raises :class:`BundleError`."""
         if self.symbol_range is not None and self.symbol_range[0] >= self.symbol_range[1]:
             raise BundleError(f"manifest.json: empty symbol range {self.symbol_range}")
+        if self.mean_step is not None and (self.y_quantization != "mean-shift" or math.log2(self.mean_step) not in
+                                           [-k for k in MEAN_STEP_EXPONENTS]):
+            raise BundleError(f"manifest.json: a mean grid ({self.mean_step:g}) needs mean-shift quantization and "
+                              f"a power of two from 2^-{MEAN_STEP_EXPONENTS[-1]} to 1")
         for path in self.files:
             if not re.fullmatch(FILE_PATH, path) or ".." in path.split("/"):
                 raise BundleError(f"manifest.json: files names {path[:80]!r}, a path that is not relative or leads "

@@ -2,12 +2,16 @@
 
 Encoding and decoding run the *same* graphs in the *same* order on the same
 inputs; the encoder builds ŷ exactly as the decoder will (symbol + μ, in
-float32, pass by pass), so both sides compute identical entropy parameters::
+float32, pass by pass), so on the same backend both sides compute identical
+entropy parameters, and on another backend the guard (:mod:`.guard`) makes
+them take identical coding decisions all the same::
 
     encode:  x ─g_a─► y ─h_a─► z ─round─► ẑ ──┬─► code ẑ (one row per channel)
                                               └─h_s─► hyper
-             for each step: params(hyper, ŷ so far) ─► code round(y − μ), ŷ += …
-    decode:  decode ẑ ─h_s─► hyper; for each step: params ─► decode, ŷ += …
+             for each step: params(hyper, ŷ so far) ─► decisions (+ side stream)
+                            ─► code round(y − μ), ŷ += …
+    decode:  decode ẑ ─h_s─► hyper; for each step: side stream, params
+                            ─► decisions ─► decode, ŷ += …
              ŷ ─g_s─► x̂
 
 Nothing here depends on the codec: stage names, tensor names and the passes
@@ -19,17 +23,39 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 
 import constriction
 import numpy as np
 
 from .bundle import Bundle
-from .container import symbol_digest
+from .container import pass_digest
 from .entropy import UndecodableError, max_coded_bytes
+from .guard import Guard, decode_side_stream, encode_side_stream, max_side_stream_bytes, side_stream_bits
 from .errors import BackendError, BitstreamError
 from .manifest import Bucket
-from .backends.base import StageRunner
+from .backends.base import Backend, StageRunner
 from .schedule import RASTER_POSITION, RASTER_ROW_INDEX
+
+
+@dataclass
+class CodedPass:
+    """One pass of a tile (ẑ, or a schedule step) as coded."""
+
+    name: str
+    #: Its symbols, flattened in coding order.
+    symbols: np.ndarray = field(repr=False)
+    #: Its coding decisions (see :class:`licrt.runtime.guard.Decided`), flattened.
+    decisions: np.ndarray = field(repr=False)
+    #: −Σ log2 p of the symbols under the coding tables.
+    bits: float
+    #: What its side stream costs, in bits, and how many decisions it records.
+    side_bits: float = 0.0
+    guarded: int = 0
+
+    @property
+    def digest(self) -> int:
+        return pass_digest(self.symbols, self.decisions)
 
 
 @dataclass
@@ -38,12 +64,32 @@ class CodedTile:
 
     payload: bytes
     digests: tuple[int, ...]
-    #: Symbols of every pass (ẑ first, then each schedule step), flattened.
-    symbols: list[np.ndarray] = field(repr=False)
-    #: −Σ log2 p of every pass under the coding tables.
-    bits: list[float]
+    #: Every pass, ẑ first, then each schedule step.
+    passes: list[CodedPass] = field(repr=False)
     #: Reconstruction (1, 3, H, W) float32, set by decoding.
     x_hat: np.ndarray | None = field(default=None, repr=False)
+
+
+@dataclass
+class _PassWalk:
+    """What one pass has decided and coded so far."""
+
+    #: The decoder's: decisions its side stream records (positions, sides).
+    forced: tuple[np.ndarray, np.ndarray] | None
+    #: The encoder's with the guard on: record decisions near a boundary.
+    record: bool
+    near: list = field(default_factory=list)
+    sides: list = field(default_factory=list)
+    codes: list = field(default_factory=list)
+    symbols: list = field(default_factory=list)
+    bits: float = 0.0
+    #: Decisions taken so far.
+    done: int = 0
+
+    def recorded(self) -> tuple[np.ndarray, np.ndarray]:
+        empty = np.empty(0, np.int64)
+        return (np.concatenate(self.near) if self.near else empty,
+                np.concatenate(self.sides) if self.sides else empty)
 
 
 class DivergenceError(BitstreamError):
@@ -56,34 +102,43 @@ class TileCoder:
     Args:
         bundle: The opened bundle.
         bucket: One of its buckets.
-        load_stage: Returns the runner of a stage graph by name; called once
-            per stage, on first use, so a decoder never loads the encoder's
-            graphs and vice versa.
+        backend: Runs its stage graphs; each is loaded on first use, so a
+            decoder never loads the encoder's graphs and vice versa.
+        guard: Record the decisions near a boundary in side streams (see
+            :mod:`licrt.runtime.guard`), so that other backends decode the
+            tiles. Without it a tile decodes only where the floats agree.
     """
 
-    def __init__(self, bundle: Bundle, bucket: Bucket, load_stage: Callable[[str], StageRunner]):
+    def __init__(self, bundle: Bundle, bucket: Bucket, backend: Backend, guard: bool = True):
         self.bundle = bundle
         self.bucket = bucket
         self.schedule = bundle.manifest.schedule
-        self._load_stage = load_stage
+        self.backend = backend
         self._runners: dict[str, StageRunner] = {}
+        manifest = bundle.manifest
+        self.guard = Guard(bundle.scale_table, manifest.y_quantization, manifest.guard_tolerance, manifest.mean_step)
+        self.record_near = guard
         (z_spec,) = bucket.stages["h_s"].inputs
         (y_spec,) = bucket.stages["g_s"].inputs
         self.z_shape, self.y_shape = z_spec.shape, y_spec.shape
-        #: The most bytes a tile's payload can hold: what the coder writes at most for its symbols.
-        self.max_payload = max_coded_bytes(math.prod(self.z_shape) + math.prod(self.y_shape))
+        height, width = self.y_shape[2:]
+        self._masks = {s.name: s.position_mask(height, width) for s in self.schedule.steps}
+        #: Decisions per pass: what its side stream's positions index.
+        self._decisions = {s.name: self.guard.kinds * (s.channels[1] - s.channels[0]) * int(self._masks[s.name].sum())
+                           for s in self.schedule.steps}
+        #: The most bytes a tile's payload can hold: what the coder writes at most for its symbols and side streams.
+        self.max_payload = max_coded_bytes(math.prod(self.z_shape) + math.prod(self.y_shape)) + sum(
+            max_side_stream_bytes(size) for size in self._decisions.values())
         self._z_rows = np.broadcast_to(
             np.arange(self.z_shape[1], dtype=np.int16)[:, None, None], self.z_shape[1:]
         ).ravel()
-        height, width = self.y_shape[2:]
-        self._masks = {s.name: s.position_mask(height, width) for s in self.schedule.steps}
         self._input_shapes = {
             s.name: {spec.name: spec.shape for spec in bucket.stages[s.name].inputs} for s in self.schedule.steps
         }
 
     def _run(self, stage: str, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if stage not in self._runners:
-            self._runners[stage] = self._load_stage(stage)
+            self._runners[stage] = self.backend.load(self.bundle, stage, self.bucket.stages[stage])
         outputs = self._runners[stage].run(feed)
         for name, array in outputs.items():
             if not np.all(np.isfinite(array)):
@@ -98,21 +153,9 @@ class TileCoder:
             rounded = np.clip(rounded, *manifest.symbol_range)
         return rounded
 
-    def _rows_and_centers(self, scales: np.ndarray, means: np.ndarray):
-        """Table rows and centers of coded elements; a symbol is ŷ − center.
-
-        With ``mean-shift`` the center is μ; with ``integer`` it is rint(μ), and
-        the fraction μ − rint(μ) selects the row together with σ.
-        """
-        if self.bundle.manifest.y_quantization == "mean-shift":
-            return self.bundle.scale_table.rows(scales).ravel(), means
-        centers = np.rint(means)
-        return self.bundle.scale_table.rows(scales, means - centers).ravel(), centers
-
-    def _passes(
-        self, state: dict[str, np.ndarray], code: Callable, batches: list
-    ) -> Iterator[tuple[str, np.ndarray, float]]:
-        """Walk the schedule, filling ``state["y_hat"]``; yields (pass, symbols, bits) per step.
+    def _passes(self, state: dict[str, np.ndarray], code: Callable, batches: list,
+                read_side: Callable[[int], tuple[np.ndarray, np.ndarray]] | None = None) -> Iterator[CodedPass]:
+        """Walk the schedule, filling ``state["y_hat"]``; yields each step's :class:`CodedPass`.
 
         Args:
             code: ``code(index, rows, centers) -> symbols`` gives the symbols
@@ -120,44 +163,70 @@ class TileCoder:
                 (M, h, w) array, channel-major; the encoder takes them from y,
                 the decoder decodes them. Encoder and decoder share this walk,
                 so both compute every graph input identically.
-            batches: Receives (tables, symbols, rows) of every batch, in
-                coding order (see :meth:`_payload`).
+            batches: Receives a writer ``write(range_encoder)`` per batch of
+                symbols and per side stream, in coding order (see :meth:`_payload`).
+            read_side: The decoder's: reads a pass's side stream, given the
+                pass's number of decisions, before its symbols. Without it
+                (the encoder) the decisions near a boundary are recorded and
+                their side stream goes before the pass's symbols.
         """
-        y_hat = state["y_hat"][0]
-        tables = self.bundle.y_tables
         for step in self.schedule.steps:
+            size = self._decisions[step.name]
+            side_at = len(batches)
+            walk = _PassWalk(read_side(size) if read_side is not None else None,
+                             record=read_side is None and self.record_near)
+
+            def decide(scales: np.ndarray, means: np.ndarray, index, walk: _PassWalk = walk) -> None:
+                self._code_batch(walk, scales, means, index, code, batches, state["y_hat"][0])
+
             start, stop = step.channels
             if not step.raster:
                 outputs = self._run(step.name, {name: state[name] for name in step.reads})
                 state.update({name: outputs[name] for name in step.writes})
                 mask = self._masks[step.name]
-                rows, centers = self._rows_and_centers(outputs["scales"][0][:, mask], outputs["means"][0][:, mask])
-                index = (slice(start, stop), mask)
-                symbols = code(index, rows, centers).reshape(centers.shape)
-                batches.append((tables, symbols.ravel(), rows))
-                y_hat[index] = symbols + centers
-                yield step.name, symbols.ravel(), tables.information_bits(symbols, rows)
-                continue
-            caches = {name: np.zeros(self._input_shapes[step.name][name], np.float32) for name in step.caches}
-            feed = {name: state[name] for name in step.reads}
-            width = self.y_shape[3]
-            step_symbols, bits = [], 0.0
-            for position in range(self.y_shape[2] * width):
-                outputs = self._run(step.name, {**feed, RASTER_POSITION: np.array([position]), **caches})
-                row = int(outputs[RASTER_ROW_INDEX][0])
-                for name, cache in caches.items():
-                    if not 0 <= row < cache.shape[-2]:
-                        raise BackendError(f"stage {step.name} put a cache row at {row}, outside its "
-                                           f"{cache.shape[-2]} rows")
-                    cache[..., row, :] = outputs[f"{name}_row"]
-                index = (slice(start, stop), *divmod(position, width))
-                rows, centers = self._rows_and_centers(outputs["scales"][0], outputs["means"][0])
-                symbols = code(index, rows, centers)
-                batches.append((tables, symbols, rows))
-                y_hat[index] = symbols + centers
-                step_symbols.append(symbols)
-                bits += tables.information_bits(symbols, rows)
-            yield step.name, np.concatenate(step_symbols), bits
+                decide(outputs["scales"][0][:, mask], outputs["means"][0][:, mask], (slice(start, stop), mask))
+            else:
+                caches = {name: np.zeros(self._input_shapes[step.name][name], np.float32) for name in step.caches}
+                feed = {name: state[name] for name in step.reads}
+                width = self.y_shape[3]
+                for position in range(self.y_shape[2] * width):
+                    outputs = self._run(step.name, {**feed, RASTER_POSITION: np.array([position]), **caches})
+                    row = int(outputs[RASTER_ROW_INDEX][0])
+                    for name, cache in caches.items():
+                        if not 0 <= row < cache.shape[-2]:
+                            raise BackendError(f"stage {step.name} put a cache row at {row}, outside its "
+                                               f"{cache.shape[-2]} rows")
+                        cache[..., row, :] = outputs[f"{name}_row"]
+                    decide(outputs["scales"][0], outputs["means"][0], (slice(start, stop), *divmod(position, width)))
+            if walk.forced is None:
+                positions, sides = walk.recorded()
+                batches.insert(side_at, partial(encode_side_stream, positions=positions, sides=sides, size=size))
+            else:
+                positions, sides = walk.forced
+            yield CodedPass(step.name, np.concatenate(walk.symbols), np.concatenate(walk.codes), walk.bits,
+                            side_stream_bits(positions, size), positions.size)
+
+    def _code_batch(self, walk: _PassWalk, scales: np.ndarray, means: np.ndarray, index, code: Callable,
+                    batches: list, y_hat: np.ndarray) -> None:
+        """Decide one batch of a pass's elements, code them, and add them to ŷ."""
+        count = self.guard.kinds * scales.size
+        forced = None
+        if walk.forced is not None:
+            low, high = np.searchsorted(walk.forced[0], [walk.done, walk.done + count])
+            forced = (walk.forced[0][low:high] - walk.done, walk.forced[1][low:high])
+        decided = self.guard.decide(scales, means, forced)
+        if walk.record:
+            walk.near.append(decided.near + walk.done)
+            walk.sides.append(decided.sides)
+        walk.done += count
+        tables = self.bundle.y_tables
+        symbols = code(index, decided.rows, decided.centers)
+        batches.append(partial(tables.encode, values=symbols, rows=decided.rows))
+        shape = np.shape(y_hat[index])
+        y_hat[index] = symbols.reshape(shape) + decided.centers.reshape(shape)
+        walk.codes.append(decided.codes.ravel())
+        walk.symbols.append(symbols.ravel())
+        walk.bits += tables.information_bits(symbols, decided.rows)
 
     def _hyper(self, z_symbols: np.ndarray) -> dict[str, np.ndarray]:
         state = self._run("h_s", {"z_hat": z_symbols.reshape(self.z_shape).astype(np.float32)})
@@ -166,37 +235,38 @@ class TileCoder:
 
     @staticmethod
     def _payload(batches: list) -> bytes:
-        """Range-code every batch of symbols, in order, into one payload.
+        """Range-code every batch, in order, into one payload.
 
         The decoder runs this too, on what it decoded: a payload is accepted
-        only if it is exactly what the encoder writes for its symbols, so no
-        trailing or altered word goes unnoticed.
+        only if it is exactly what the encoder writes for its symbols and side
+        streams, so no trailing or altered word goes unnoticed.
         """
         encoder = constriction.stream.queue.RangeEncoder()
-        for tables, symbols, rows in batches:
-            tables.encode(encoder, symbols, rows)
+        for write in batches:
+            write(encoder)
         return encoder.get_compressed().astype("<u4").tobytes()
+
+    def _z_pass(self, z_symbols: np.ndarray, batches: list) -> CodedPass:
+        z_tables = self.bundle.z_tables
+        batches.append(partial(z_tables.encode, values=z_symbols, rows=self._z_rows))
+        return CodedPass("z", z_symbols, np.empty(0, np.int32), z_tables.information_bits(z_symbols, self._z_rows))
 
     def encode(self, x: np.ndarray) -> CodedTile:
         """Encode one padded tile, (1, 3, H, W) float32 in [0, 1]."""
         y = self._run("g_a", {"x": x})["y"]
         z = self._run("h_a", {"y": y})["z"]
-        z_tables = self.bundle.z_tables
         z_symbols = self._round(z).astype(np.int32).ravel()
-        batches = [(z_tables, z_symbols, self._z_rows)]
-        symbols, bits = [z_symbols], [z_tables.information_bits(z_symbols, self._z_rows)]
+        batches: list = []
+        passes = [self._z_pass(z_symbols, batches)]
         mean_shift = self.bundle.manifest.y_quantization == "mean-shift"
 
         def code(index, rows, centers):
-            values = y[0][index]
+            values = y[0][index].ravel()
             coded = np.rint(values - centers) if mean_shift else self._round(values) - centers
             return coded.astype(np.int32)
 
-        for _, step_symbols, step_bits in self._passes(self._hyper(z_symbols), code, batches):
-            symbols.append(step_symbols)
-            bits.append(step_bits)
-        payload = self._payload(batches)
-        return CodedTile(payload, tuple(symbol_digest(s) for s in symbols), symbols, bits)
+        passes += self._passes(self._hyper(z_symbols), code, batches)
+        return CodedTile(self._payload(batches), tuple(p.digest for p in passes), passes)
 
     def decode(
         self, payload: bytes, digests: tuple[int, ...], profile_note: str, reconstruct: bool = True
@@ -210,18 +280,18 @@ class TileCoder:
             reconstruct: Run g_s for the pixels; without it only symbols and bits.
 
         Raises:
-            DivergenceError: the symbols of a pass after ẑ differ from the
-                encoder's (its digest) or cannot be decoded: this decoder's
-                floats chose other table rows.
+            DivergenceError: the symbols or decisions of a pass after ẑ differ
+                from the encoder's (its digest) or cannot be decoded: this
+                decoder's floats differ from the encoder's by more than the
+                guard covers.
             BitstreamError: the same at pass ẑ, which no float decides (the
                 data was forged), or the payload is not exactly what the
                 encoder writes for the decoded symbols.
         """
         names = ["z", *(step.name for step in self.schedule.steps)]
         decoder = constriction.stream.queue.RangeDecoder(np.frombuffer(payload, dtype="<u4").astype(np.uint32))
-        z_tables, y_tables = self.bundle.z_tables, self.bundle.y_tables
-        symbols: list[np.ndarray] = []
-        bits: list[float] = []
+        y_tables = self.bundle.y_tables
+        passes: list[CodedPass] = []
 
         def failure(index: int, what: str) -> BitstreamError:
             if index == 0:  # ẑ is coded against fixed tables: no float of this decoder takes part
@@ -230,28 +300,31 @@ class TileCoder:
             return DivergenceError(f"decoding diverged at pass {names[index]}: {what}, although the file's "
                                    f"checks hold. {profile_note}")
 
-        def decoded(pass_symbols: np.ndarray, pass_bits: float) -> None:
-            symbols.append(pass_symbols)
-            bits.append(pass_bits)
-            if symbol_digest(pass_symbols) != digests[len(symbols) - 1]:
-                raise failure(len(symbols) - 1, "the decoded symbols differ from the encoder's")
+        def decoded(coded: CodedPass) -> None:
+            passes.append(coded)
+            if coded.digest != digests[len(passes) - 1]:
+                raise failure(len(passes) - 1, "the decoded symbols or coding decisions differ from the encoder's")
 
+        batches: list = []
         try:
-            z_symbols = z_tables.decode(decoder, self._z_rows)
-            batches = [(z_tables, z_symbols, self._z_rows)]
-            decoded(z_symbols, z_tables.information_bits(z_symbols, self._z_rows))
+            z_symbols = self.bundle.z_tables.decode(decoder, self._z_rows)
+            decoded(self._z_pass(z_symbols, batches))
             state = self._hyper(z_symbols)
 
             def read(index, rows, centers):
                 return y_tables.decode(decoder, rows)
 
-            for _, step_symbols, step_bits in self._passes(state, read, batches):
-                decoded(step_symbols, step_bits)
-        except UndecodableError:
-            raise failure(len(symbols), "the coded data cannot be decoded with the table rows this decoder selects") \
-                from None
+            def read_side(size):
+                positions, sides = decode_side_stream(decoder, size)
+                batches.append(partial(encode_side_stream, positions=positions, sides=sides, size=size))
+                return positions, sides
+
+            for coded in self._passes(state, read, batches, read_side):
+                decoded(coded)
+        except UndecodableError as exc:
+            raise failure(len(passes), f"{exc}, with the decisions this decoder takes") from None
         if self._payload(batches) != payload:
             raise BitstreamError("a tile is corrupted: its coded data is not what the encoder writes for the "
                                  "symbols it decodes to (forged or altered)")
         x_hat = self._run("g_s", {"y_hat": state["y_hat"]})["x_hat"] if reconstruct else None
-        return CodedTile(payload, digests, symbols, bits, x_hat)
+        return CodedTile(payload, digests, passes, x_hat)

@@ -132,6 +132,7 @@ class Entroformer(HyperpriorCodec):
     padding = Padding("replicate", "center")
     load_official = staticmethod(load_official)
     y_quantization = "integer"
+    mean_step = None
     rounding = "half-up"
     symbol_range = SYMBOL_RANGE
     scale_table = SCALE_TABLE

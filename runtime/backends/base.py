@@ -2,20 +2,25 @@
 
 A :class:`Backend` loads each stage graph of a bundle into a
 :class:`StageRunner`; the scheduler only ever calls :meth:`StageRunner.run`.
-Backends differ in speed and in the exact floats they compute, which is why
-each names its :attr:`Backend.profile`: the container records the profile a
-file was encoded with, so a decoder whose floats diverge can say so.
+Backends differ in speed and in the exact floats they compute; the guard
+(:mod:`licrt.runtime.guard`) makes files decode across them all the same.
+Each names its :attr:`Backend.profile`: the container records the profile a
+file was encoded with, so a decoder whose floats differ beyond the guard can
+say which backends met.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import BackendError
 from ..manifest import StageGraph
+
+if TYPE_CHECKING:
+    from ..bundle import Bundle
 
 
 class StageRunner(ABC):
@@ -29,7 +34,8 @@ class StageRunner(ABC):
         """Run the graph.
 
         Args:
-            feed: One float32 array per graph input, by input name.
+            feed: One array per graph input, by input name (float32; int64
+                for a raster step's position).
 
         Returns:
             One array per graph output, by output name.
@@ -63,7 +69,7 @@ class StageRunner(ABC):
 
 
 class Backend(ABC):
-    """A way to run stage graphs: ONNX Runtime, TensorRT."""
+    """A way to run stage graphs: ONNX Runtime, the PyTorch reference, TensorRT."""
 
     #: Short name used on the command line.
     name: str
@@ -74,5 +80,5 @@ class Backend(ABC):
         """What determines this backend's floats: library, version, device, precision."""
 
     @abstractmethod
-    def load(self, name: str, path: Path, graph: StageGraph) -> StageRunner:
-        """Prepare one stage graph for running."""
+    def load(self, bundle: Bundle, name: str, graph: StageGraph) -> StageRunner:
+        """Prepare one stage graph of bundle (the stage name, in one of its buckets) for running."""

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from ..errors import BackendError
@@ -63,7 +61,8 @@ class OnnxRuntimeBackend(Backend):
         device = f"{provider} {cpu_isa()}" if provider == "CPU" else provider
         return f"onnxruntime {self._ort.__version__} {device} opt={self.graph_optimization} fp32"
 
-    def load(self, name: str, path: Path, graph: StageGraph) -> StageRunner:
+    def load(self, bundle, name: str, graph: StageGraph) -> StageRunner:
+        path = bundle.path(graph.file)
         options = self._ort.SessionOptions()
         level = GRAPH_OPTIMIZATIONS[self.graph_optimization]
         options.graph_optimization_level = getattr(self._ort.GraphOptimizationLevel, level)

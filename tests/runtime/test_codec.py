@@ -86,8 +86,8 @@ class PerturbedBackend(OnnxRuntimeBackend):
     def profile(self):
         return "perturbed " + super().profile
 
-    def load(self, name, path, graph):
-        runner = super().load(name, path, graph)
+    def load(self, bundle, name, graph):
+        runner = super().load(bundle, name, graph)
         run = runner._run
         runner._run = lambda feed: {k: v * np.float32(1 + 1e-3) for k, v in run(feed).items()}
         return runner

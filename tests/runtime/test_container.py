@@ -4,7 +4,7 @@ import zlib
 import numpy as np
 import pytest
 
-from licrt.runtime.container import Container, Header, TileSection, symbol_digest
+from licrt.runtime.container import Container, Header, TileSection, pass_digest
 from licrt.runtime.errors import BitstreamError
 
 SAMPLE = Container(
@@ -23,14 +23,14 @@ SAMPLE = Container(
 
 # The byte layout is a compatibility promise: this pins it.
 GOLDEN = (
-    "894c49430d0a1a0a02"          # magic, version 2
+    "894c49430d0a1a0a03"          # magic, version 3
     "0001020304050607"            # bundle fingerprint
     "000000be000000fa"            # height 190, width 250
     "02" "0001" "0002" "02"       # bucket 2, 1x2 tiles, 2 passes
     "03" "637075"                 # profile "cpu"
-    "5492da66"                    # header check
-    "00000004" "0007ffff" "01020304" "9a39d005"   # tile 1: length, digests, payload, running check
-    "00000004" "00000001" "05060708" "3531d25f"   # tile 2
+    "3a1ec127"                    # header check
+    "00000004" "0007ffff" "01020304" "d4b0dbac"   # tile 1: length, digests, payload, running check
+    "00000004" "00000001" "05060708" "ff0f21cc"   # tile 2
 )
 
 
@@ -100,6 +100,7 @@ def test_payloads_longer_than_the_coder_writes_are_refused():
     (b"\x89PNG\r\n\x1a\n" + bytes(100), "not a licrt file"),
     (os.urandom(64), "not a licrt file"),
     (bytes.fromhex("894c49430d0a1a0a01") + bytes(60), "container format 1, which this licrt no longer reads"),
+    (bytes.fromhex("894c49430d0a1a0a02") + bytes(60), "format 2, .* decode it with licrt 0.2"),
     (bytes.fromhex("894c49430d0a1a0a07") + bytes(60), "container format 7 is not supported"),
 ])
 def test_foreign_and_old_data_is_refused(data, message):
@@ -122,6 +123,7 @@ def test_trailing_bytes_are_refused():
         Container.from_bytes(SAMPLE.to_bytes() + b"\0")
 
 
-def test_symbol_digest_is_16_bits_and_order_sensitive():
-    a = symbol_digest(np.array([1, 2, 3]))
-    assert 0 <= a < 65536 and a != symbol_digest(np.array([3, 2, 1]))
+def test_pass_digest_is_16_bits_and_covers_symbols_and_decisions():
+    a = pass_digest(np.array([1, 2, 3]), np.array([0, 5]))
+    assert 0 <= a < 65536 and a != pass_digest(np.array([3, 2, 1]), np.array([0, 5]))
+    assert a != pass_digest(np.array([1, 2, 3]), np.array([0, 6]))

@@ -5,12 +5,21 @@ import pytest
 from licrt.export.entropy_models import SCALE_TABLE, gaussian_tables
 from licrt.runtime.entropy import ESCAPE_LIMIT, CategoricalTables, ScaleTable
 from licrt.runtime.errors import BitstreamError, BundleError, CodingError
+from licrt.runtime.guard import Guard
+
+
+def rows_of(scale_table, scales, means=None, quantization="mean-shift"):
+    """Table rows (and centres) as the guard decides them, recording nothing."""
+    means = np.zeros_like(scales) if means is None else means
+    decided = Guard(scale_table, quantization, 0.0, None).decide(scales, means)
+    return decided.rows, decided.centers
 
 
 @pytest.fixture(scope="module")
 def y_tables():
     arrays = gaussian_tables()
-    return CategoricalTables(arrays["probabilities"], arrays["lengths"], arrays["offsets"]), ScaleTable(arrays["scale_table"])
+    tables = CategoricalTables(arrays["probabilities"], arrays["lengths"], arrays["offsets"])
+    return tables, ScaleTable(arrays["scale_table"])
 
 
 def code(tables, values, rows):
@@ -26,7 +35,7 @@ def test_gaussian_round_trip_matches_information_content(y_tables):
     rng = np.random.default_rng(1)
     scales = np.exp(rng.uniform(np.log(0.05), np.log(300), 200_000)).astype(np.float32)
     values = np.rint(rng.normal(0, scales)).astype(np.int32)
-    rows = scale_table.rows(scales)
+    rows, _ = rows_of(scale_table, scales)
     decoded, bits = code(tables, values, rows)
     assert np.array_equal(decoded, values)
     ideal = tables.information_bits(values, rows)
@@ -35,7 +44,7 @@ def test_gaussian_round_trip_matches_information_content(y_tables):
 
 def test_out_of_range_values_escape_and_round_trip(y_tables):
     tables, scale_table = y_tables
-    rows = scale_table.rows(np.full(6, 0.11, np.float32))
+    rows, _ = rows_of(scale_table, np.full(6, 0.11, np.float32))
     values = np.array([0, 1, -40, ESCAPE_LIMIT, -ESCAPE_LIMIT, 3], np.int32)
     decoded, _ = code(tables, values, rows)
     assert np.array_equal(decoded, values)
@@ -51,14 +60,15 @@ def test_scale_rows_pick_the_nearest_table_scale_on_a_log_scale():
     table = ScaleTable(SCALE_TABLE)
     step = SCALE_TABLE[1] / SCALE_TABLE[0]
     scales = np.array([-1.0, 0.0, 0.11, 0.11 * step**0.49, 0.11 * step**0.51, SCALE_TABLE[5], 1e6], np.float32)
-    assert table.rows(scales).tolist() == [0, 0, 0, 0, 1, 5, 63]
+    assert rows_of(table, scales)[0].tolist() == [0, 0, 0, 0, 1, 5, 63]
 
 
 def test_fraction_bins_select_rows_by_the_means_fraction():
     table = ScaleTable(np.array([0.1, 1.0, 10.0], np.float32), fraction_bins=np.array([4, 2, 1]))
-    scales = np.array([0.1, 0.1, 0.1, 1.0, 1.0, 10.0], np.float32)
-    fractions = np.array([-0.5, -0.1, 0.49, -0.2, 0.2, 0.4], np.float32)
-    assert table.rows(scales, fractions).tolist() == [0, 1, 3, 4, 5, 6]
+    scales = np.array([0.1, 0.1, 0.1, 1.0, 1.0, 10.0, 0.1], np.float32)
+    means = np.array([-0.5, -0.1, 0.49, -0.2, 0.2, 0.4, 2.3], np.float32)
+    rows, centers = rows_of(table, scales, means, "integer")
+    assert rows.tolist() == [0, 1, 3, 4, 5, 6, 3] and centers.tolist() == [0, 0, 0, 0, 0, 0, 2]
 
 
 def test_integer_mode_tables_round_trip():
@@ -72,8 +82,7 @@ def test_integer_mode_tables_round_trip():
     scales = np.exp(rng.uniform(np.log(0.02), np.log(50), 50_000)).astype(np.float32)
     means = rng.uniform(-20, 20, scales.size).astype(np.float32)
     values = np.rint(rng.normal(means, scales))
-    centers = np.rint(means)
-    rows = scale_rows.rows(scales, means - centers)
+    rows, centers = rows_of(scale_rows, scales, means, "integer")
     symbols = (values - centers).astype(np.int32)
     decoded, bits = code(tables, symbols, rows)
     assert np.array_equal(decoded, symbols)
@@ -102,7 +111,7 @@ def test_tables_reject_bad_arrays():
 def test_decoding_garbage_with_escapes_raises_or_returns_values(y_tables):
     """Garbage never crashes the process: it yields symbols (caught by digests) or an error."""
     tables, scale_table = y_tables
-    rows = scale_table.rows(np.full(1000, 0.11, np.float32))
+    rows, _ = rows_of(scale_table, np.full(1000, 0.11, np.float32))
     garbage = np.random.default_rng(0).integers(0, 2**32, 16, dtype=np.uint64).astype(np.uint32)
     try:
         decoded = tables.decode(constriction.stream.queue.RangeDecoder(garbage), rows)

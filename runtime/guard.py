@@ -1,0 +1,286 @@
+"""The guard: coding decisions that every backend takes alike.
+
+Every float that decides how a latent element is coded becomes a *decision*,
+the index of the interval the float falls in:
+
+* the scale σ → its row in the scale table (boundaries halfway, on a log
+  scale, between neighbouring table scales);
+* the mean μ of a ``mean-shift`` codec → a step of the bundle's mean grid,
+  μ̂ = step·⌊μ/step + ½⌋, so ŷ = symbol + μ̂ is the same float on every backend
+  and so is every later pass's input;
+* the mean μ of an ``integer`` codec → one of ``fraction_bins`` slices per
+  unit, which gives its centre ⌊μ + ½⌋ and the fraction slot of its row.
+
+Backends compute slightly different floats. Where the encoder's float lies
+within the bundle's tolerance ε of a boundary (ε·σ for a scale, ε·max(|μ|, 1)
+for a mean), another backend could land on the other side. The encoder writes
+those decisions, by position and side, to the pass's *side stream*; the
+decoder takes them from there and computes every other decision itself. A
+decoder whose floats are within ε of the encoder's thus takes exactly the
+encoder's decisions, and decodes exactly its symbols.
+
+A side stream is range-coded before the symbols of its pass: the count m of
+recorded decisions, the gaps between their positions (Rice-coded with a
+parameter both sides derive from m and the pass size n: about log2(n/m) + 2
+bits each) and one bit per decision for its side.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import constriction
+import numpy as np
+
+from .entropy import ScaleTable, UndecodableError
+
+#: Numbers a side stream codes are split into chunks of this many bits.
+_CHUNK_BITS = 16
+#: Numbers coded in a side stream have at most this many bits (a pass has fewer than 2⁴⁸ decisions).
+_MAX_BITS = 48
+_POWERS_OF_TWO = 2 ** np.arange(_MAX_BITS, dtype=np.int64)
+
+
+def _bucket_model(decay: float):
+    """Probabilities of a number's bit length 1.._MAX_BITS: geometric with ratio decay (1: uniform)."""
+    weights = decay ** np.arange(_MAX_BITS, dtype=np.float64)
+    return constriction.stream.model.Categorical(weights / weights.sum(), perfect=False)
+
+
+#: A count can be anything up to the pass size; a Rice quotient is small.
+_COUNT_LENGTHS = _bucket_model(1.0)
+_QUOTIENT_LENGTHS = _bucket_model(0.5)
+_BIT = constriction.stream.model.Uniform(2)
+
+
+@dataclass(frozen=True)
+class Decided:
+    """The decisions of one batch of coded elements."""
+
+    #: Table row of each element.
+    rows: np.ndarray
+    #: What each element's symbol is added to: μ̂ (mean-shift) or the centre (integer).
+    centers: np.ndarray
+    #: Every decision index, kind-major: (kinds × n) int32; digested with the symbols.
+    codes: np.ndarray
+    #: Decisions within the tolerance of a boundary: flat index into codes, and the side (0 below, 1 above).
+    near: np.ndarray
+    sides: np.ndarray
+
+
+class Guard:
+    """Turns a batch's scales and means into decisions.
+
+    Args:
+        scale_table: The bundle's scale table.
+        quantization: ``mean-shift`` or ``integer``.
+        tolerance: Decisions within it of a boundary (relative, see above) are "near".
+        mean_step: The mean grid of a ``mean-shift`` codec (None: μ is used as it is).
+    """
+
+    def __init__(self, scale_table: ScaleTable, quantization: str, tolerance: float, mean_step: float | None):
+        self.table = scale_table
+        self.integer = quantization == "integer"
+        self.tolerance = tolerance
+        self.mean_step = mean_step
+        self._boundaries = scale_table.boundaries.astype(np.float64)
+        self._boundaries32 = scale_table.boundaries
+        #: Decisions per element: the scale, and the mean unless a mean-shift codec keeps μ as is.
+        self.kinds = 2 if self.integer or mean_step is not None else 1
+
+    def decide(self, scales: np.ndarray, means: np.ndarray, forced: tuple[np.ndarray, np.ndarray] | None = None
+               ) -> Decided:
+        """Decide every element of a batch.
+
+        Args:
+            scales, means: float32, one per element (any shape; flattened).
+            forced: (flat index into the batch's codes, side) of decisions to take
+                from a side stream instead of this backend's floats.
+
+        Raises:
+            UndecodableError: a forced decision names a scale decision where the
+                table has no boundary (the side stream is corrupt).
+        """
+        scales = np.asarray(scales, np.float32).ravel()
+        means = np.asarray(means, np.float32).ravel()
+        n = scales.size
+        forced_index, forced_side = forced if forced is not None else (np.empty(0, np.int64), np.empty(0, np.int64))
+        scale_forced = forced_index < n
+        scale_index, scale_near, scale_sides = self._scale(scales, forced_index[scale_forced],
+                                                          forced_side[scale_forced])
+        codes = [scale_index]
+        near, sides = [np.flatnonzero(scale_near)], [scale_sides[scale_near]]
+        if self.kinds == 1:
+            return Decided(self.table.first_row[scale_index].astype(np.int16), means,
+                           scale_index[None].astype(np.int32), near[0], sides[0])
+        magnitude = np.maximum(np.abs(means.astype(np.float64)), 1.0)
+        if self.integer:
+            per_unit = self.table.fraction_bins[scale_index].astype(np.float64)
+            grid = (means.astype(np.float64) + 0.5) * per_unit
+        else:
+            per_unit = np.float64(1.0 / self.mean_step)
+            grid = _mean_grid(means, self.mean_step)
+        mean_forced = ~scale_forced
+        mean_index, mean_near, mean_sides = _grid_decisions(grid, self.tolerance * magnitude * per_unit,
+                                                            forced_index[mean_forced] - n, forced_side[mean_forced])
+        codes.append(mean_index)
+        near.append(n + np.flatnonzero(mean_near))
+        sides.append(mean_sides[mean_near])
+        if self.integer:
+            centers = np.floor_divide(mean_index, per_unit.astype(np.int64))
+            rows = self.table.first_row[scale_index] + mean_index - centers * per_unit.astype(np.int64)
+            centers = centers.astype(np.float32)
+        else:
+            rows = self.table.first_row[scale_index]
+            centers = (mean_index * self.mean_step).astype(np.float32)
+        return Decided(rows.astype(np.int16), centers, np.stack(codes).astype(np.int32),
+                       np.concatenate(near), np.concatenate(sides))
+
+    def _scale(self, scales: np.ndarray, forced_index: np.ndarray, forced_side: np.ndarray):
+        """Scale rows: (index, near mask, side) per element, forced ones replaced."""
+        boundaries = self._boundaries
+        index = np.searchsorted(self._boundaries32, scales, side="left").astype(np.int64)
+        if boundaries.size == 0:
+            if forced_index.size:
+                raise UndecodableError("the coded data is corrupt: its side stream names a scale decision "
+                                       "where the table has a single row")
+            return index, np.zeros(scales.size, bool), np.zeros(scales.size, np.int64)
+        values = scales.astype(np.float64)
+        below = boundaries[np.maximum(index - 1, 0)]
+        above = boundaries[np.minimum(index, boundaries.size - 1)]
+        # The nearest boundary j separates index j (below it) from j + 1.
+        upper_nearer = (index == 0) | ((index < boundaries.size) & (above - values <= values - below))
+        nearest = np.where(upper_nearer, index, index - 1)
+        distance = np.abs(values - boundaries[nearest])
+        near = distance <= self.tolerance * values
+        sides = index - nearest
+        index[forced_index] = nearest[forced_index] + forced_side
+        return index, near, sides
+
+
+def grid_means(means: np.ndarray, step: float) -> np.ndarray:
+    """μ̂: the means on a grid of step, as :class:`Guard` decides them where no boundary is near."""
+    return (np.floor(_mean_grid(means, step)) * step).astype(np.float32)
+
+
+def _mean_grid(means: np.ndarray, step: float) -> np.ndarray:
+    """μ/step + ½ in float64: its integer part is μ̂/step (exact: step is a power of two)."""
+    return np.asarray(means, np.float32).astype(np.float64) / step + 0.5
+
+
+def _grid_decisions(grid: np.ndarray, tolerance: np.ndarray, forced_index: np.ndarray, forced_side: np.ndarray):
+    """⌊grid⌋ per element (boundaries at the integers): (index, near mask, side), forced ones replaced."""
+    index = np.floor(grid).astype(np.int64)
+    nearest = np.rint(grid).astype(np.int64)
+    near = np.abs(grid - nearest) <= tolerance
+    sides = index - (nearest - 1)
+    index[forced_index] = nearest[forced_index] - 1 + forced_side
+    return index, near, sides
+
+
+def encode_side_stream(encoder, positions: np.ndarray, sides: np.ndarray, size: int) -> None:
+    """Append a pass's recorded decisions (ascending positions < size, and their sides) to a RangeEncoder."""
+    count = positions.size
+    _encode_numbers(encoder, np.array([count + 1]), _COUNT_LENGTHS)
+    if not count:
+        return
+    rice = _rice_parameter(size, count)
+    gaps = np.diff(positions, prepend=-1) - 1
+    _encode_numbers(encoder, (gaps >> rice) + 1, _QUOTIENT_LENGTHS)
+    _encode_bits(encoder, gaps & ((1 << rice) - 1), rice)
+    encoder.encode(sides.astype(np.int32), _BIT)
+
+
+def decode_side_stream(decoder, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Read what :func:`encode_side_stream` wrote for a pass of size decisions.
+
+    Raises:
+        UndecodableError: the count or a position is out of range (the data is corrupt).
+    """
+    count = int(_decode_numbers(decoder, 1, _COUNT_LENGTHS)[0]) - 1
+    if not 0 <= count <= size:
+        raise UndecodableError(f"the coded data is corrupt: its side stream records {count:,} decisions "
+                               f"of a pass that takes {size:,}")
+    if not count:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    rice = _rice_parameter(size, count)
+    quotients = _decode_numbers(decoder, count, _QUOTIENT_LENGTHS) - 1
+    if np.any(quotients > size >> rice):
+        raise UndecodableError("the coded data is corrupt: a side stream position is out of range")
+    gaps = (quotients << rice) | _decode_bits(decoder, count, rice)
+    positions = np.cumsum(gaps + 1) - 1
+    if positions[-1] >= size:
+        raise UndecodableError("the coded data is corrupt: a side stream position is out of range")
+    return positions, decoder.decode(_BIT, count).astype(np.int64)
+
+
+def side_stream_bits(positions: np.ndarray, size: int) -> float:
+    """What :func:`encode_side_stream` spends on a pass, in bits (as its models price it)."""
+    count = positions.size
+    bits = _number_bits(np.array([count + 1]), 1.0)
+    if count:
+        rice = _rice_parameter(size, count)
+        gaps = np.diff(positions, prepend=-1) - 1
+        bits += _number_bits((gaps >> rice) + 1, 0.5) + count * (rice + 1)
+    return float(bits)
+
+
+def max_side_stream_bytes(size: int) -> int:
+    """The most bytes :func:`encode_side_stream` can write for a pass of size decisions.
+
+    The count costs at most 24 bits of bit length (no entry of a model is less
+    probable than 2⁻²⁴) plus its bits below the leading one; each recorded
+    decision at most as much again for its Rice quotient, the Rice bits and
+    one bit for its side.
+    """
+    width = max(1, size.bit_length())
+    return -(-(24 + width + size * (24 + 2 * width + 1)) // 8)
+
+
+def _rice_parameter(size: int, count: int) -> int:
+    """log2 of the mean gap, rounded down: both sides know size and count."""
+    return max(0, (size // count).bit_length() - 1)
+
+
+def _bit_lengths(numbers: np.ndarray) -> np.ndarray:
+    return np.searchsorted(_POWERS_OF_TWO, numbers, side="right")
+
+
+def _encode_numbers(encoder, numbers: np.ndarray, lengths_model) -> None:
+    """Positive integers: bit length (categorical), then the bits below the leading one."""
+    lengths = _bit_lengths(numbers)
+    encoder.encode((lengths - 1).astype(np.int32), lengths_model)
+    for width in np.unique(lengths - 1):
+        members = lengths - 1 == width
+        _encode_bits(encoder, numbers[members] - (1 << width), int(width))
+
+
+def _decode_numbers(decoder, count: int, lengths_model) -> np.ndarray:
+    widths = decoder.decode(lengths_model, count).astype(np.int64)
+    numbers = np.empty(count, np.int64)
+    for width in np.unique(widths):
+        members = widths == width
+        numbers[members] = (1 << width) + _decode_bits(decoder, int(members.sum()), int(width))
+    return numbers
+
+
+def _encode_bits(encoder, values: np.ndarray, width: int) -> None:
+    """width raw bits per value, in chunks, low chunk first."""
+    for shift in range(0, width, _CHUNK_BITS):
+        bits = min(_CHUNK_BITS, width - shift)
+        encoder.encode(((values >> shift) & ((1 << bits) - 1)).astype(np.int32),
+                       constriction.stream.model.Uniform(1 << bits))
+
+
+def _decode_bits(decoder, count: int, width: int) -> np.ndarray:
+    values = np.zeros(count, np.int64)
+    for shift in range(0, width, _CHUNK_BITS):
+        bits = min(_CHUNK_BITS, width - shift)
+        values |= decoder.decode(constriction.stream.model.Uniform(1 << bits), count).astype(np.int64) << shift
+    return values
+
+
+def _number_bits(numbers: np.ndarray, decay: float) -> float:
+    weights = decay ** np.arange(_MAX_BITS, dtype=np.float64)
+    lengths = _bit_lengths(numbers)
+    return float(np.sum(-np.log2(weights[lengths - 1] / weights.sum()) + lengths - 1))
