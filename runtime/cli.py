@@ -25,7 +25,9 @@ def _open_codec(args):
     from .codec import Codec
     from .limits import Limits
 
-    return Codec.open(args.bundle, backend=args.backend, limits=Limits(args.max_pixels, args.max_tiles))
+    codec = Codec.open(args.bundle, backend=args.backend, limits=Limits(args.max_pixels, args.max_tiles))
+    codec.guard = not getattr(args, "no_guard", False)
+    return codec
 
 
 def compress(args) -> None:
@@ -52,7 +54,7 @@ def decompress(args) -> None:
 
 
 def info(args) -> None:
-    from .codec import open_compressed
+    from .codec import UNGUARDED, open_compressed
 
     with open_compressed(args.input) as (_, header, size):
         rows = [
@@ -68,18 +70,25 @@ def info(args) -> None:
         rows.append(("estimate", f"unavailable: {codec.bundle.root} is not this file's bundle"))
     else:
         report = codec.inspect(args.input)
-        estimate = sum(report.bits_per_pass.values()) / 8
+        manifest = codec.bundle.manifest
+        side = sum(report.side_bits_per_pass.values()) / 8
+        estimate = sum(report.bits_per_pass.values()) / 8 + side
         coded = size - report.container.framing
         rows += [
             ("framing", f"{report.container.framing:,} bytes (header and per-tile sections)"),
             ("codec", f"{codec.bundle.manifest.codec} ({codec.bundle.root})"),
             ("coded data", f"{coded:,} bytes"),
-            ("model estimate", f"{estimate:,.0f} bytes (−Σlog2 p); coded data is "
+            ("model estimate", f"{estimate:,.0f} bytes (−Σlog2 p, side streams included); coded data is "
                                f"{100 * (coded / estimate - 1):+.2f} %"),
+            ("guard", f"ε = {manifest.guard_epsilon:g} × margin {manifest.guard_margin:g}: side streams "
+                      f"{side:,.0f} bytes ({100 * side / size:.2f} % of the file), "
+                      f"{sum(report.guarded_per_pass.values()):,} decisions recorded"
+                      + (" (encoded without the guard)" if header.profile.endswith(UNGUARDED) else "")),
         ]
         rows += [
-            (f"  {name}", f"{report.bits_per_pass[name] / 8:,.1f} bytes, "
-                          f"{report.symbols_per_pass[name]:,} symbols")
+            (f"  {name}", f"{report.bits_per_pass[name] / 8:,.1f} bytes, {report.symbols_per_pass[name]:,} symbols"
+                          + (f"; side stream {report.side_bits_per_pass[name] / 8:,.1f} bytes, "
+                             f"{report.guarded_per_pass[name]:,} decisions" if name != "z" else ""))
             for name in report.bits_per_pass
         ]
     width = max(len(label) for label, _ in rows)
@@ -131,9 +140,10 @@ def _count(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .backends import BACKENDS
+    from .backends import PERTURBED, backend_names
     from .limits import DEFAULT_MAX_PIXELS, DEFAULT_MAX_TILES
 
+    backend_help = f"{', '.join(backend_names())}, or {PERTURBED}:EPSILON[:NAME] (default: auto)"
     parser = argparse.ArgumentParser(prog="licrt", description="Learned image compression runtime.")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -143,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
         if output_help:
             sub.add_argument("output", type=Path, help=output_help)
         sub.add_argument("--bundle", type=Path, help="bundle written by export-onnx (default: licrt's own)")
-        sub.add_argument("--backend", choices=BACKENDS, default="auto", help="default: auto")
+        sub.add_argument("--backend", default="auto", metavar="NAME", help=backend_help)
         sub.add_argument("--max-pixels", type=_count, default=DEFAULT_MAX_PIXELS, metavar="N",
                          help=f"refuse images of more pixels (default {DEFAULT_MAX_PIXELS:,} = 2**28)")
         sub.add_argument("--max-tiles", type=_count, default=DEFAULT_MAX_TILES, metavar="N",
@@ -151,6 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(function=function)
 
     command("compress", compress, "compress an image", "image file (PNG, JPEG, ...)", "output .lic file")
+    commands.choices["compress"].add_argument(
+        "--no-guard", action="store_true",
+        help="record no guarded decisions: the file then decodes only where the floats match this backend's")
     command("decompress", decompress, "decompress to an image", ".lic file", "output image (.png, ...)")
     command("info", info, "describe a compressed file", ".lic file")
 
@@ -163,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--anchors", default="jpeg,webp,avif,jxl", help="comma-separated (default: all four)")
     sub.add_argument("--out", type=Path, required=True, help="output folder")
     sub.add_argument("--limit", type=int, help="only the first N images")
-    sub.add_argument("--backend", choices=BACKENDS, default="auto", help="default: auto")
+    sub.add_argument("--backend", default="auto", metavar="NAME", help=backend_help)
     sub.set_defaults(function=evaluate)
     return parser
 

@@ -1,0 +1,132 @@
+"""Decode anywhere: files encoded on one backend, decoded on every other, with the guard on and off.
+
+Two tables for one bundle, written as JSON:
+
+* ``pairs``: every (encoding backend, decoding backend): files decoded, PSNR of
+  the reconstruction against the encoding backend's own decode, and what the
+  guard's side streams cost (bits per pixel and share of the file). A decoded
+  file's symbols and coding decisions are the encoder's: the per-pass digests
+  and the re-encoding check say so, or decoding stops.
+* ``fault_injection``: files encoded with ONNX Runtime, decoded (symbols only)
+  by ONNX Runtime with every float it computes nudged by up to ε_inj relative.
+
+Example::
+
+    python bench/cross_backend.py ../shared/data/kodak --backends onnxruntime,onnxruntime-noopt,torch \\
+        --every 3 --out bench/results/cross-backend-default.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from licrt.runtime import Codec
+from licrt.runtime.backends import open_backend
+from licrt.runtime.backends.perturbed import PerturbedBackend
+from licrt.runtime.bundle import DEFAULT_BUNDLE, Bundle
+from licrt.runtime.errors import BitstreamError
+from licrt.runtime.evaluation.metrics import psnr
+from licrt.runtime.images import list_images
+
+
+def side_stream_bits(codec: Codec, data: bytes) -> float:
+    return sum(codec.inspect(data).side_bits_per_pass.values())
+
+
+def pair_table(bundle: Bundle, images: list[Path], backends: list[str], guard: bool) -> list[dict]:
+    codecs = {name: Codec(bundle, open_backend(name), guard=guard) for name in backends}
+    rows = []
+    for encoder_name, encoder in codecs.items():
+        files = [encoder.compress(image) for image in tqdm(images, desc=f"encode {encoder_name}")]
+        references = [encoder.decompress(data) for data in files]
+        for decoder_name, decoder in codecs.items():
+            decoded, psnrs = 0, []
+            for data, reference in zip(tqdm(files, desc=f"  decode {decoder_name}"), references, strict=True):
+                try:
+                    image = reference if decoder is encoder else decoder.decompress(data)
+                except BitstreamError:
+                    continue
+                decoded += 1
+                psnrs.append(psnr(reference, image))
+            pixels = sum(int(np.prod(r.shape[:2])) for r in references)
+            side = sum(side_stream_bits(encoder, data) for data in files) if guard else 0.0
+            rows.append({
+                "encoder": encoder_name,
+                "decoder": decoder_name,
+                "decoded": decoded,
+                "files": len(files),
+                # None where every decoded image is identical to the encoder's own decode.
+                "min_psnr_vs_same_backend_db": None if not psnrs or min(psnrs) == np.inf else min(psnrs),
+                "side_stream_bpp": side / pixels,
+                "side_stream_percent_of_file": 100 * side / (8 * sum(map(len, files))),
+                "bpp": 8 * sum(map(len, files)) / pixels,
+            })
+            print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def fault_table(bundle: Bundle, images: list[Path], epsilons: list[float], guard: bool) -> list[dict]:
+    reference = open_backend("onnxruntime")
+    encoder = Codec(bundle, reference, guard=guard)
+    files = [encoder.compress(image) for image in tqdm(images, desc=f"encode (guard {'on' if guard else 'off'})")]
+    rows = []
+    for epsilon in epsilons:
+        decoder = Codec(bundle, PerturbedBackend(reference, epsilon), guard=guard)
+        decoded = 0
+        for data in tqdm(files, desc=f"  ε_inj {epsilon:g}"):
+            try:
+                decoder.inspect(data)
+                decoded += 1
+            except BitstreamError:
+                pass
+        rows.append({"epsilon_injected": epsilon, "decoded": decoded, "files": len(files)})
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("images", type=Path, help="folder of images (e.g. Kodak)")
+    parser.add_argument("--bundle", type=Path, help="default: licrt's default bundle")
+    parser.add_argument("--backends", default="onnxruntime,onnxruntime-noopt,torch")
+    parser.add_argument("--every", type=int, default=1, help="cross-backend pairs on every N-th image only")
+    parser.add_argument("--fault-epsilons", default="3e-6,1e-5,2e-5,5e-5,1e-4",
+                        help="comma-separated; empty for none")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    bundle = Bundle.open(args.bundle or DEFAULT_BUNDLE)
+    images = list_images(args.images)
+    backends = args.backends.split(",")
+    epsilons = [float(e) for e in args.fault_epsilons.split(",") if e]
+    start = time.perf_counter()
+    result = {
+        "command": "python bench/cross_backend.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "machine": f"{platform.machine()} CPU, {platform.python_version()}",
+        "profiles": {name: open_backend(name).profile for name in backends},
+        "bundle": "default" if args.bundle is None else args.bundle.name,
+        "guard": {"epsilon": bundle.manifest.guard_epsilon, "margin": bundle.manifest.guard_margin,
+                  "mean_step": bundle.manifest.mean_step},
+        "images": [f"{args.images.name}/{path.name}" for path in images],
+        "pair_images": [f"{args.images.name}/{path.name}" for path in images[:: args.every]],
+    }
+    for guard in (True, False):
+        key = "guard_on" if guard else "guard_off"
+        result[key] = {"pairs": pair_table(bundle, images[:: args.every], backends, guard),
+                       "fault_injection": fault_table(bundle, images, epsilons, guard)}
+    result["seconds"] = round(time.perf_counter() - start)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

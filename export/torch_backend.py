@@ -1,0 +1,135 @@
+"""The PyTorch reference as a backend: a bundle's own codec model, stage by stage, behind the same scheduler.
+
+It rebuilds the model from the manifest (codec id and configuration) and takes
+every weight from the bundle's stage graphs, whose initializers are named
+after the model's parameters, so it needs nothing but the bundle and torch.
+It lives on the export side because it needs torch; ``licrt --backend torch``
+finds it through the ``licrt.backends`` entry point.
+
+On CUDA, TF32 (10-bit mantissas in matrix products and convolutions, about
+1e-3 relative) is off unless asked for: its floats are far outside what the
+guard covers, which is what ``tf32=True`` is there to show.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+
+import numpy as np
+import onnx
+import torch
+from onnx import numpy_helper
+
+from licrt.runtime.backends.base import Backend, StageRunner
+from licrt.runtime.backends.onnxruntime import cpu_isa
+from licrt.runtime.errors import BackendError, LicrtError
+from licrt.runtime.manifest import StageGraph
+
+from . import registry
+
+#: The stage modules hold the codec under this name, and the exporter keeps it in initializer names.
+_PREFIX = "codec."
+#: Weights stored in half precision are named with this suffix (see ``graphs.WeightStore``).
+_HALF = ".fp16"
+#: Parameters no stage graph uses: the z prior exists in the bundle as tables.
+_TABLE_ONLY = "z_prior."
+
+
+class TorchBackend(Backend):
+    """Runs a bundle's stages with its PyTorch model.
+
+    Args:
+        device: ``cpu`` or ``cuda``; default CUDA when available.
+        tf32: Allow TF32 on CUDA.
+    """
+
+    name = "torch"
+
+    def __init__(self, device: str | None = None, tf32: bool = False):
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if device == "cuda" and not torch.cuda.is_available():
+            raise BackendError("the torch backend was asked for CUDA, but torch sees no GPU")
+        self.device = torch.device(device)
+        self.tf32 = tf32
+        self._stages: dict[bytes, dict[str, torch.nn.Module]] = {}
+
+    @property
+    def profile(self) -> str:
+        if self.device.type == "cuda":
+            where = f"CUDA {torch.cuda.get_device_name(self.device)} tf32={'on' if self.tf32 else 'off'}"
+        else:
+            where = f"CPU {cpu_isa()}"
+        return f"torch {torch.__version__} {where} fp32"
+
+    def load(self, bundle, name: str, graph: StageGraph) -> StageRunner:
+        if bundle.fingerprint not in self._stages:
+            self._stages[bundle.fingerprint] = _model(bundle).to(self.device).stage_modules()
+        return _ModuleRunner(name, graph, self._stages[bundle.fingerprint][name], self.device, self.tf32)
+
+
+def _model(bundle):
+    """The bundle's codec with the weights its graphs hold.
+
+    Raises:
+        BackendError: the codec is unknown to this licrt, or a parameter is in
+            no graph (the graphs were not exported from this model).
+    """
+    manifest = bundle.manifest
+    try:
+        model = registry.build(manifest.codec, registry.make_config(manifest.codec, manifest.config))
+    except LicrtError as exc:
+        raise BackendError(f"the torch backend cannot build the bundle's codec: {exc}") from None
+    wanted = model.state_dict()
+    weights, contents = {}, set()
+    for graph in manifest.buckets[0].stages.values():
+        for tensor in onnx.load(str(bundle.path(graph.file))).graph.initializer:
+            array = numpy_helper.to_array(tensor).astype(np.float32)
+            contents.add(_content(array))
+            key = tensor.name.removesuffix(_HALF).removeprefix(_PREFIX)
+            if tensor.name.startswith(_PREFIX) and key in wanted:
+                weights[key] = torch.from_numpy(array)
+    # The exporter keeps one of several identical initializers (all-ones norm
+    # weights of an untrained model): a parameter whose initial value is among
+    # the graphs' contents is such a one.
+    for key, value in wanted.items():
+        if key not in weights and _content(value.numpy().astype(np.float32)) in contents:
+            weights[key] = value
+    missing = [key for key in wanted if key not in weights and not key.startswith(_TABLE_ONLY)]
+    if missing:
+        raise BackendError(f"the torch backend found {len(missing)} of the model's parameters in none of the "
+                           f"bundle's graphs (e.g. {missing[0]})")
+    model.load_state_dict(weights, strict=False)
+    return model.eval()
+
+
+def _content(array: np.ndarray) -> tuple:
+    return array.shape, hashlib.sha256(np.ascontiguousarray(array).tobytes()).digest()
+
+
+class _ModuleRunner(StageRunner):
+    def __init__(self, name: str, graph: StageGraph, module: torch.nn.Module, device: torch.device, tf32: bool):
+        super().__init__(name, graph)
+        self._module = module
+        self._device = device
+        self._tf32 = tf32
+
+    def _run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        inputs = [torch.from_numpy(feed[spec.name]).to(self._device) for spec in self.graph.inputs]
+        with torch.no_grad(), _tf32(self._tf32):
+            outputs = self._module(*inputs)
+        if isinstance(outputs, torch.Tensor):
+            outputs = (outputs,)
+        return {spec.name: tensor.cpu().numpy() for spec, tensor in zip(self.graph.outputs, outputs, strict=True)}
+
+
+@contextlib.contextmanager
+def _tf32(allowed: bool):
+    """TF32 in CUDA matrix products and convolutions as asked, restored afterwards."""
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = allowed
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved

@@ -1,0 +1,61 @@
+"""Files decode on backends other than the encoder's: ONNX Runtime without fusions, PyTorch, fault injection."""
+
+import numpy as np
+import pytest
+
+from tests.helpers import load_image
+from licrt.export.torch_backend import TorchBackend
+from licrt.runtime.backends import open_backend
+from licrt.runtime.backends.perturbed import PerturbedBackend
+from licrt.runtime.codec import Codec
+from licrt.runtime.scheduler import DivergenceError
+
+IMAGE = "parrots_256x256.png"
+
+
+def decode(bundle, backend, data):
+    return Codec(bundle, backend).decompress(data)
+
+
+@pytest.fixture(scope="module")
+def files(tiny_bundle):
+    """The test image encoded on ONNX Runtime, with and without the guard."""
+    image = load_image(IMAGE)
+    onnxruntime = open_backend("onnxruntime")
+    return {guard: Codec(tiny_bundle, onnxruntime, guard=guard).compress(image) for guard in (True, False)}
+
+
+def test_the_bundle_says_what_the_guard_covers(tiny_bundle):
+    assert tiny_bundle.manifest.guard_epsilon == 1e-5 and tiny_bundle.manifest.guard_tolerance > 1e-5
+
+
+def test_floats_within_epsilon_decode_to_the_encoders_symbols_and_without_the_guard_they_do_not(tiny_bundle, files):
+    onnxruntime = open_backend("onnxruntime")
+    same = decode(tiny_bundle, onnxruntime, files[True])
+    epsilon = tiny_bundle.manifest.guard_epsilon
+    for seed in range(3):
+        perturbed = PerturbedBackend(onnxruntime, epsilon, seed)
+        assert np.abs(decode(tiny_bundle, perturbed, files[True]).astype(int) - same).max() <= 1
+    with pytest.raises(DivergenceError, match="without the guard"):
+        for seed in range(3):
+            decode(tiny_bundle, PerturbedBackend(onnxruntime, epsilon, seed), files[False])
+
+
+def test_floats_beyond_the_guard_stop_with_an_error_naming_the_pass(tiny_bundle, files):
+    with pytest.raises(DivergenceError, match="diverged at pass .* more than the bundle's guard covers"):
+        decode(tiny_bundle, PerturbedBackend(open_backend("onnxruntime"), 1e-3), files[True])
+
+
+@pytest.mark.parametrize("encoder, decoder", [("onnxruntime", "torch"), ("torch", "onnxruntime"),
+                                              ("onnxruntime", "onnxruntime-noopt")])
+def test_a_file_decodes_on_another_backend(tiny_bundle, encoder, decoder):
+    backends = {name: TorchBackend("cpu") if name == "torch" else open_backend(name) for name in (encoder, decoder)}
+    image = load_image(IMAGE)
+    data = Codec(tiny_bundle, backends[encoder]).compress(image)
+    same = decode(tiny_bundle, backends[encoder], data)
+    other = decode(tiny_bundle, backends[decoder], data)
+    assert np.abs(other.astype(int) - same).max() <= 1
+
+
+def test_the_torch_backend_registers_itself():
+    assert isinstance(open_backend("torch"), TorchBackend)
