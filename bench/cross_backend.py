@@ -7,8 +7,10 @@ Two tables for one bundle, written as JSON:
   guard's side streams cost (bits per pixel and share of the file). A decoded
   file's symbols and coding decisions are the encoder's: the per-pass digests
   and the re-encoding check say so, or decoding stops.
-* ``fault_injection``: files encoded with ONNX Runtime, decoded (symbols only)
-  by ONNX Runtime with every float it computes nudged by up to ε_inj relative.
+* ``fault_injection``: files encoded with ONNX Runtime (what they cost: side
+  streams, and coded data against −Σ log2 p plus side streams), decoded
+  (symbols only) by ONNX Runtime with every float it computes nudged by up to
+  ε_inj relative.
 
 Example::
 
@@ -73,10 +75,19 @@ def pair_table(bundle: Bundle, images: list[Path], backends: list[str], guard: b
     return rows
 
 
-def fault_table(bundle: Bundle, images: list[Path], epsilons: list[float], guard: bool) -> list[dict]:
+def fault_table(bundle: Bundle, images: list[Path], epsilons: list[float], guard: bool) -> dict:
     reference = open_backend("onnxruntime")
     encoder = Codec(bundle, reference, guard=guard)
     files = [encoder.compress(image) for image in tqdm(images, desc=f"encode (guard {'on' if guard else 'off'})")]
+    reports = [encoder.inspect(data) for data in files]
+    file_bits = 8 * sum(map(len, files))
+    pixels = sum(report.grid.height * report.grid.width for report in reports)
+    side = sum(sum(report.side_bits_per_pass.values()) for report in reports)
+    estimate = sum(sum(report.bits_per_pass.values()) for report in reports) + side
+    coded = file_bits - 8 * sum(report.container.framing for report in reports)
+    print(f"{len(files)} files: {file_bits / pixels:.4f} bpp, side streams {100 * side / file_bits:.3f} % of them")
+    costs = {"files": len(files), "bpp": file_bits / pixels, "side_stream_percent_of_file": 100 * side / file_bits,
+             "side_stream_bpp": side / pixels, "coded_data_vs_estimate_percent": 100 * (coded / estimate - 1)}
     rows = []
     for epsilon in epsilons:
         decoder = Codec(bundle, PerturbedBackend(reference, epsilon), guard=guard)
@@ -89,7 +100,7 @@ def fault_table(bundle: Bundle, images: list[Path], epsilons: list[float], guard
                 pass
         rows.append({"epsilon_injected": epsilon, "decoded": decoded, "files": len(files)})
         print(json.dumps(rows[-1]), flush=True)
-    return rows
+    return {"cost": costs, "decoded": rows}
 
 
 def main(argv=None) -> int:
@@ -98,8 +109,10 @@ def main(argv=None) -> int:
     parser.add_argument("--bundle", type=Path, help="default: licrt's default bundle")
     parser.add_argument("--backends", default="onnxruntime,onnxruntime-noopt,torch")
     parser.add_argument("--every", type=int, default=1, help="cross-backend pairs on every N-th image only")
+    parser.add_argument("--fault-every", type=int, default=1, help="fault injection on every N-th image only")
     parser.add_argument("--fault-epsilons", default="3e-6,1e-5,2e-5,5e-5,1e-4",
                         help="comma-separated; empty for none")
+    parser.add_argument("--guard", default="on,off", help="guard settings to measure: on, off or both")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     bundle = Bundle.open(args.bundle or DEFAULT_BUNDLE)
@@ -113,14 +126,15 @@ def main(argv=None) -> int:
         "profiles": {name: open_backend(name).profile for name in backends},
         "bundle": "default" if args.bundle is None else args.bundle.name,
         "guard": {"epsilon": bundle.manifest.guard_epsilon, "margin": bundle.manifest.guard_margin,
-                  "mean_step": bundle.manifest.mean_step},
+                  "mean_step": bundle.manifest.mean_step, "scales": int(bundle.scale_table.scales.size)},
         "images": [f"{args.images.name}/{path.name}" for path in images],
         "pair_images": [f"{args.images.name}/{path.name}" for path in images[:: args.every]],
+        "fault_images": [f"{args.images.name}/{path.name}" for path in images[:: args.fault_every]],
     }
-    for guard in (True, False):
-        key = "guard_on" if guard else "guard_off"
+    for setting in args.guard.split(","):
+        guard, key = setting == "on", f"guard_{setting}"
         result[key] = {"pairs": pair_table(bundle, images[:: args.every], backends, guard),
-                       "fault_injection": fault_table(bundle, images, epsilons, guard)}
+                       "fault_injection": fault_table(bundle, images[:: args.fault_every], epsilons, guard)}
     result["seconds"] = round(time.perf_counter() - start)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")

@@ -12,17 +12,19 @@ the index of the interval the float falls in:
   unit, which gives its centre ⌊μ + ½⌋ and the fraction slot of its row.
 
 Backends compute slightly different floats. Where the encoder's float lies
-within the bundle's tolerance ε of a boundary (ε·σ for a scale, ε·max(|μ|, 1)
-for a mean), another backend could land on the other side. The encoder writes
-those decisions, by position and side, to the pass's *side stream*; the
-decoder takes them from there and computes every other decision itself. A
-decoder whose floats are within ε of the encoder's thus takes exactly the
-encoder's decisions, and decodes exactly its symbols.
+within the bundle's tolerance of a boundary (relative: of σ for a scale, of
+max(|μ|, 1) for a mean), another backend could land on the other side. The
+encoder *pins* those decisions to the interval below the boundary (either
+codes the element about equally well) and writes their positions to the
+pass's *side stream*; the decoder pins the same ones and computes every other
+decision itself. A decoder whose floats are within the tolerance of the
+encoder's thus takes exactly the encoder's decisions, and decodes exactly its
+symbols.
 
 A side stream is range-coded before the symbols of its pass: the count m of
-recorded decisions, the gaps between their positions (Rice-coded with a
+pinned decisions and the gaps between their positions, Rice-coded with a
 parameter both sides derive from m and the pass size n: about log2(n/m) + 2
-bits each) and one bit per decision for its side.
+bits each.
 """
 
 from __future__ import annotations
@@ -47,10 +49,9 @@ def _bucket_model(decay: float):
     return constriction.stream.model.Categorical(weights / weights.sum(), perfect=False)
 
 
-#: A count can be anything up to the pass size; a Rice quotient is small.
-_COUNT_LENGTHS = _bucket_model(1.0)
+#: Counts and Rice quotients are mostly small.
+_COUNT_LENGTHS = _bucket_model(0.5)
 _QUOTIENT_LENGTHS = _bucket_model(0.5)
-_BIT = constriction.stream.model.Uniform(2)
 
 
 @dataclass(frozen=True)
@@ -63,13 +64,17 @@ class Decided:
     centers: np.ndarray
     #: Every decision index, kind-major: (kinds × n) int32; digested with the symbols.
     codes: np.ndarray
-    #: Decisions within the tolerance of a boundary: flat index into codes, and the side (0 below, 1 above).
+    #: Flat indices into codes of the decisions within the tolerance of a boundary.
     near: np.ndarray
-    sides: np.ndarray
 
 
 class Guard:
     """Turns a batch's scales and means into decisions.
+
+    A decision is *pinned* to the interval just below its nearest boundary:
+    the encoder pins every decision near a boundary (either interval codes
+    the element equally well) and records it; the decoder pins the decisions
+    the side stream names. So a side stream needs no bit for the side.
 
     Args:
         scale_table: The bundle's scale table.
@@ -88,74 +93,72 @@ class Guard:
         #: Decisions per element: the scale, and the mean unless a mean-shift codec keeps μ as is.
         self.kinds = 2 if self.integer or mean_step is not None else 1
 
-    def decide(self, scales: np.ndarray, means: np.ndarray, forced: tuple[np.ndarray, np.ndarray] | None = None
-               ) -> Decided:
+    def decide(self, scales: np.ndarray, means: np.ndarray, pinned: np.ndarray | None = None,
+               pin_near: bool = False) -> Decided:
         """Decide every element of a batch.
 
         Args:
             scales, means: float32, one per element (any shape; flattened).
-            forced: (flat index into the batch's codes, side) of decisions to take
-                from a side stream instead of this backend's floats.
+            pinned: Flat indices into the batch's codes of decisions to pin
+                (the decoder's, from a side stream).
+            pin_near: Pin every decision near a boundary (the encoder's, with the guard on).
 
         Raises:
-            UndecodableError: a forced decision names a scale decision where the
-                table has no boundary (the side stream is corrupt).
+            UndecodableError: a pinned decision is a scale decision where the
+                table has a single scale (the side stream is corrupt).
         """
         scales = np.asarray(scales, np.float32).ravel()
         means = np.asarray(means, np.float32).ravel()
         n = scales.size
-        forced_index, forced_side = forced if forced is not None else (np.empty(0, np.int64), np.empty(0, np.int64))
-        scale_forced = forced_index < n
-        scale_index, scale_near, scale_sides = self._scale(scales, forced_index[scale_forced],
-                                                          forced_side[scale_forced])
-        codes = [scale_index]
-        near, sides = [np.flatnonzero(scale_near)], [scale_sides[scale_near]]
+        pinned = np.empty(0, np.int64) if pinned is None else pinned
+        scale_index, scale_near = self._scale(scales, pinned[pinned < n], pin_near)
+        rows = self.table.first_row[scale_index]
         if self.kinds == 1:
-            return Decided(self.table.first_row[scale_index].astype(np.int16), means,
-                           scale_index[None].astype(np.int32), near[0], sides[0])
+            return Decided(rows.astype(np.int16), means, scale_index[None].astype(np.int32),
+                           np.flatnonzero(scale_near))
         magnitude = np.maximum(np.abs(means.astype(np.float64)), 1.0)
         if self.integer:
-            per_unit = self.table.fraction_bins[scale_index].astype(np.float64)
+            per_unit = self.table.fraction_bins[scale_index]
             grid = (means.astype(np.float64) + 0.5) * per_unit
         else:
             per_unit = np.float64(1.0 / self.mean_step)
             grid = _mean_grid(means, self.mean_step)
-        mean_forced = ~scale_forced
-        mean_index, mean_near, mean_sides = _grid_decisions(grid, self.tolerance * magnitude * per_unit,
-                                                            forced_index[mean_forced] - n, forced_side[mean_forced])
-        codes.append(mean_index)
-        near.append(n + np.flatnonzero(mean_near))
-        sides.append(mean_sides[mean_near])
+        mean_index, mean_near = _grid_decisions(grid, self.tolerance * magnitude * per_unit,
+                                                pinned[pinned >= n] - n, pin_near)
         if self.integer:
-            centers = np.floor_divide(mean_index, per_unit.astype(np.int64))
-            rows = self.table.first_row[scale_index] + mean_index - centers * per_unit.astype(np.int64)
-            centers = centers.astype(np.float32)
+            centers = np.floor_divide(mean_index, per_unit)
+            rows = rows + mean_index - centers * per_unit
         else:
-            rows = self.table.first_row[scale_index]
-            centers = (mean_index * self.mean_step).astype(np.float32)
-        return Decided(rows.astype(np.int16), centers, np.stack(codes).astype(np.int32),
-                       np.concatenate(near), np.concatenate(sides))
+            centers = mean_index * self.mean_step
+        return Decided(rows.astype(np.int16), centers.astype(np.float32),
+                       np.stack([scale_index, mean_index]).astype(np.int32),
+                       np.concatenate([np.flatnonzero(scale_near), n + np.flatnonzero(mean_near)]))
 
-    def _scale(self, scales: np.ndarray, forced_index: np.ndarray, forced_side: np.ndarray):
-        """Scale rows: (index, near mask, side) per element, forced ones replaced."""
+    def _scale(self, scales: np.ndarray, pinned: np.ndarray, pin_near: bool):
+        """Scale decisions (table scale index) and which are near a boundary."""
         boundaries = self._boundaries
         index = np.searchsorted(self._boundaries32, scales, side="left").astype(np.int64)
         if boundaries.size == 0:
-            if forced_index.size:
+            if pinned.size:
                 raise UndecodableError("the coded data is corrupt: its side stream names a scale decision "
-                                       "where the table has a single row")
-            return index, np.zeros(scales.size, bool), np.zeros(scales.size, np.int64)
+                                       "where the table has a single scale")
+            return index, np.zeros(scales.size, bool)
         values = scales.astype(np.float64)
         below = boundaries[np.maximum(index - 1, 0)]
         above = boundaries[np.minimum(index, boundaries.size - 1)]
-        # The nearest boundary j separates index j (below it) from j + 1.
+        # The nearest boundary j separates index j (below it, where a pinned decision goes) from j + 1.
         upper_nearer = (index == 0) | ((index < boundaries.size) & (above - values <= values - below))
         nearest = np.where(upper_nearer, index, index - 1)
-        distance = np.abs(values - boundaries[nearest])
-        near = distance <= self.tolerance * values
-        sides = index - nearest
-        index[forced_index] = nearest[forced_index] + forced_side
-        return index, near, sides
+        near = np.abs(values - boundaries[nearest]) <= self.tolerance * values
+        _pin(index, nearest, near, pinned, pin_near)
+        return index, near
+
+
+def _pin(index: np.ndarray, pinned_index: np.ndarray, near: np.ndarray, pinned: np.ndarray, pin_near: bool) -> None:
+    """Set the pinned decisions (and with pin_near, the near ones) to their pinned index, in place."""
+    if pin_near:
+        index[near] = pinned_index[near]
+    index[pinned] = pinned_index[pinned]
 
 
 def grid_means(means: np.ndarray, step: float) -> np.ndarray:
@@ -168,18 +171,17 @@ def _mean_grid(means: np.ndarray, step: float) -> np.ndarray:
     return np.asarray(means, np.float32).astype(np.float64) / step + 0.5
 
 
-def _grid_decisions(grid: np.ndarray, tolerance: np.ndarray, forced_index: np.ndarray, forced_side: np.ndarray):
-    """⌊grid⌋ per element (boundaries at the integers): (index, near mask, side), forced ones replaced."""
+def _grid_decisions(grid: np.ndarray, tolerance: np.ndarray, pinned: np.ndarray, pin_near: bool):
+    """⌊grid⌋ per element (boundaries at the integers) and which are near a boundary; pinned ones below it."""
     index = np.floor(grid).astype(np.int64)
     nearest = np.rint(grid).astype(np.int64)
     near = np.abs(grid - nearest) <= tolerance
-    sides = index - (nearest - 1)
-    index[forced_index] = nearest[forced_index] - 1 + forced_side
-    return index, near, sides
+    _pin(index, nearest - 1, near, pinned, pin_near)
+    return index, near
 
 
-def encode_side_stream(encoder, positions: np.ndarray, sides: np.ndarray, size: int) -> None:
-    """Append a pass's recorded decisions (ascending positions < size, and their sides) to a RangeEncoder."""
+def encode_side_stream(encoder, positions: np.ndarray, size: int) -> None:
+    """Append the positions of a pass's pinned decisions (ascending, < size) to a RangeEncoder."""
     count = positions.size
     _encode_numbers(encoder, np.array([count + 1]), _COUNT_LENGTHS)
     if not count:
@@ -188,10 +190,9 @@ def encode_side_stream(encoder, positions: np.ndarray, sides: np.ndarray, size: 
     gaps = np.diff(positions, prepend=-1) - 1
     _encode_numbers(encoder, (gaps >> rice) + 1, _QUOTIENT_LENGTHS)
     _encode_bits(encoder, gaps & ((1 << rice) - 1), rice)
-    encoder.encode(sides.astype(np.int32), _BIT)
 
 
-def decode_side_stream(decoder, size: int) -> tuple[np.ndarray, np.ndarray]:
+def decode_side_stream(decoder, size: int) -> np.ndarray:
     """Read what :func:`encode_side_stream` wrote for a pass of size decisions.
 
     Raises:
@@ -202,7 +203,7 @@ def decode_side_stream(decoder, size: int) -> tuple[np.ndarray, np.ndarray]:
         raise UndecodableError(f"the coded data is corrupt: its side stream records {count:,} decisions "
                                f"of a pass that takes {size:,}")
     if not count:
-        return np.empty(0, np.int64), np.empty(0, np.int64)
+        return np.empty(0, np.int64)
     rice = _rice_parameter(size, count)
     quotients = _decode_numbers(decoder, count, _QUOTIENT_LENGTHS) - 1
     if np.any(quotients > size >> rice):
@@ -211,17 +212,17 @@ def decode_side_stream(decoder, size: int) -> tuple[np.ndarray, np.ndarray]:
     positions = np.cumsum(gaps + 1) - 1
     if positions[-1] >= size:
         raise UndecodableError("the coded data is corrupt: a side stream position is out of range")
-    return positions, decoder.decode(_BIT, count).astype(np.int64)
+    return positions
 
 
 def side_stream_bits(positions: np.ndarray, size: int) -> float:
     """What :func:`encode_side_stream` spends on a pass, in bits (as its models price it)."""
     count = positions.size
-    bits = _number_bits(np.array([count + 1]), 1.0)
+    bits = _number_bits(np.array([count + 1]), 0.5)
     if count:
         rice = _rice_parameter(size, count)
         gaps = np.diff(positions, prepend=-1) - 1
-        bits += _number_bits((gaps >> rice) + 1, 0.5) + count * (rice + 1)
+        bits += _number_bits((gaps >> rice) + 1, 0.5) + count * rice
     return float(bits)
 
 
@@ -230,11 +231,10 @@ def max_side_stream_bytes(size: int) -> int:
 
     The count costs at most 24 bits of bit length (no entry of a model is less
     probable than 2⁻²⁴) plus its bits below the leading one; each recorded
-    decision at most as much again for its Rice quotient, the Rice bits and
-    one bit for its side.
+    decision at most as much again for its Rice quotient, and the Rice bits.
     """
     width = max(1, size.bit_length())
-    return -(-(24 + width + size * (24 + 2 * width + 1)) // 8)
+    return -(-(24 + width + size * (24 + 2 * width)) // 8)
 
 
 def _rice_parameter(size: int, count: int) -> int:

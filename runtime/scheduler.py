@@ -74,22 +74,19 @@ class CodedTile:
 class _PassWalk:
     """What one pass has decided and coded so far."""
 
-    #: The decoder's: decisions its side stream records (positions, sides).
-    forced: tuple[np.ndarray, np.ndarray] | None
-    #: The encoder's with the guard on: record decisions near a boundary.
+    #: The decoder's: the positions of the decisions its side stream pins.
+    pinned: np.ndarray | None
+    #: The encoder's with the guard on: pin and record the decisions near a boundary.
     record: bool
     near: list = field(default_factory=list)
-    sides: list = field(default_factory=list)
     codes: list = field(default_factory=list)
     symbols: list = field(default_factory=list)
     bits: float = 0.0
     #: Decisions taken so far.
     done: int = 0
 
-    def recorded(self) -> tuple[np.ndarray, np.ndarray]:
-        empty = np.empty(0, np.int64)
-        return (np.concatenate(self.near) if self.near else empty,
-                np.concatenate(self.sides) if self.sides else empty)
+    def recorded(self) -> np.ndarray:
+        return np.concatenate(self.near) if self.near else np.empty(0, np.int64)
 
 
 class DivergenceError(BitstreamError):
@@ -154,7 +151,7 @@ class TileCoder:
         return rounded
 
     def _passes(self, state: dict[str, np.ndarray], code: Callable, batches: list,
-                read_side: Callable[[int], tuple[np.ndarray, np.ndarray]] | None = None) -> Iterator[CodedPass]:
+                read_side: Callable[[int], np.ndarray] | None = None) -> Iterator[CodedPass]:
         """Walk the schedule, filling ``state["y_hat"]``; yields each step's :class:`CodedPass`.
 
         Args:
@@ -198,11 +195,11 @@ class TileCoder:
                                                f"{cache.shape[-2]} rows")
                         cache[..., row, :] = outputs[f"{name}_row"]
                     decide(outputs["scales"][0], outputs["means"][0], (slice(start, stop), *divmod(position, width)))
-            if walk.forced is None:
-                positions, sides = walk.recorded()
-                batches.insert(side_at, partial(encode_side_stream, positions=positions, sides=sides, size=size))
+            if walk.pinned is None:
+                positions = walk.recorded()
+                batches.insert(side_at, partial(encode_side_stream, positions=positions, size=size))
             else:
-                positions, sides = walk.forced
+                positions = walk.pinned
             yield CodedPass(step.name, np.concatenate(walk.symbols), np.concatenate(walk.codes), walk.bits,
                             side_stream_bits(positions, size), positions.size)
 
@@ -210,14 +207,13 @@ class TileCoder:
                     batches: list, y_hat: np.ndarray) -> None:
         """Decide one batch of a pass's elements, code them, and add them to ŷ."""
         count = self.guard.kinds * scales.size
-        forced = None
-        if walk.forced is not None:
-            low, high = np.searchsorted(walk.forced[0], [walk.done, walk.done + count])
-            forced = (walk.forced[0][low:high] - walk.done, walk.forced[1][low:high])
-        decided = self.guard.decide(scales, means, forced)
+        pinned = None
+        if walk.pinned is not None:
+            low, high = np.searchsorted(walk.pinned, [walk.done, walk.done + count])
+            pinned = walk.pinned[low:high] - walk.done
+        decided = self.guard.decide(scales, means, pinned, pin_near=walk.record)
         if walk.record:
             walk.near.append(decided.near + walk.done)
-            walk.sides.append(decided.sides)
         walk.done += count
         tables = self.bundle.y_tables
         symbols = code(index, decided.rows, decided.centers)
@@ -315,9 +311,9 @@ class TileCoder:
                 return y_tables.decode(decoder, rows)
 
             def read_side(size):
-                positions, sides = decode_side_stream(decoder, size)
-                batches.append(partial(encode_side_stream, positions=positions, sides=sides, size=size))
-                return positions, sides
+                positions = decode_side_stream(decoder, size)
+                batches.append(partial(encode_side_stream, positions=positions, size=size))
+                return positions
 
             for coded in self._passes(state, read, batches, read_side):
                 decoded(coded)

@@ -1,0 +1,112 @@
+"""What the scale table's density costs: rate against guarded decisions (a mean-shift bundle).
+
+Every boundary between table scales is a decision the guard may record, so a
+denser table codes closer to the model's likelihood but writes longer side
+streams. For tables of N log-spaced scales from 0.11 to 256, on the scales,
+means and latents the bundle's graphs compute for each image: the rate under
+the table (−Σ log2 p), and the decisions within the bundle's guard band of a
+boundary, priced at what the side streams spent per decision in files coded
+with the bundle.
+
+Example::
+
+    python bench/scale_table.py ../shared/data/kodak --every 3 --out bench/results/scale-table.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from licrt.export.entropy_models import gaussian_tables
+from licrt.runtime import Codec
+from licrt.runtime.backends.onnxruntime import OnnxRuntimeBackend
+from licrt.runtime.bundle import DEFAULT_BUNDLE, Bundle
+from licrt.runtime.entropy import CategoricalTables, ScaleTable
+from licrt.runtime.guard import Guard
+from licrt.runtime.images import list_images
+
+
+class Recording(OnnxRuntimeBackend):
+    """ONNX Runtime, keeping (σ, μ, y) of every element a step codes."""
+
+    def __init__(self, elements: list):
+        super().__init__()
+        self.elements = elements
+
+    def load(self, bundle, name, graph):
+        runner = super().load(bundle, name, graph)
+        steps = {step.name: step for step in bundle.manifest.schedule.steps}
+        run = runner._run
+
+        def record(feed):
+            outputs = run(feed)
+            if name == "g_a":
+                self.latent = outputs["y"][0]
+            elif name in steps:
+                step = steps[name]
+                mask = step.position_mask(*outputs["scales"].shape[2:])
+                self.elements.append((outputs["scales"][0][:, mask].ravel(), outputs["means"][0][:, mask].ravel(),
+                                      self.latent[slice(*step.channels)][:, mask].ravel()))
+            return outputs
+
+        runner._run = record
+        return runner
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("images", type=Path)
+    parser.add_argument("--every", type=int, default=1)
+    parser.add_argument("--sizes", default="64,56,48,40,32")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    bundle = Bundle.open(DEFAULT_BUNDLE)
+    if bundle.manifest.y_quantization != "mean-shift" or bundle.manifest.mean_step is not None:
+        parser.error("the bench needs a mean-shift bundle without a mean grid")
+    images = list_images(args.images)[:: args.every]
+    elements: list = []
+    codec = Codec(bundle, Recording(elements))
+    files = [codec.compress(image) for image in images]
+    file_bits = 8 * sum(map(len, files))
+    reports = [Codec(bundle, OnnxRuntimeBackend()).inspect(data) for data in files]
+    side_bits = sum(sum(r.side_bits_per_pass.values()) for r in reports)
+    guarded = sum(sum(r.guarded_per_pass.values()) for r in reports)
+    bits_per_decision = side_bits / guarded
+    scales, means, latents = (np.concatenate([e[k] for e in elements]) for k in range(3))
+    symbols = np.rint(latents - means).astype(np.int32)
+    rows = []
+    for size in map(int, args.sizes.split(",")):
+        table = np.exp(np.linspace(np.log(0.11), np.log(256.0), size)).astype(np.float32)
+        arrays = gaussian_tables(table)
+        tables = CategoricalTables(arrays["probabilities"], arrays["lengths"], arrays["offsets"])
+        guard = Guard(ScaleTable(arrays["scale_table"]), "mean-shift", bundle.manifest.guard_tolerance, None)
+        decided = guard.decide(scales, means)
+        rows.append({"scales": size, "rate_bits": tables.information_bits(symbols, decided.rows),
+                     "guarded_per_image": decided.near.size / len(images),
+                     "side_streams_percent_of_file": 100 * decided.near.size * bits_per_decision / file_bits})
+    reference = next(r["rate_bits"] for r in rows if r["scales"] == int(args.sizes.split(",")[0]))
+    for row in rows:
+        row["rate_percent_of_file_vs_first"] = 100 * (row["rate_bits"] - reference) / file_bits
+        row["guard_cost_percent_of_file"] = row["rate_percent_of_file_vs_first"] + row["side_streams_percent_of_file"]
+        print(json.dumps(row))
+    result = {
+        "command": "python bench/scale_table.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "bundle": "default",
+        "bundle_scales": int(bundle.scale_table.scales.size),
+        "guard_tolerance": bundle.manifest.guard_tolerance,
+        "images": [f"{args.images.name}/{path.name}" for path in images],
+        "file_bits": file_bits,
+        "side_stream_bits_per_guarded_decision": bits_per_decision,
+        "tables": rows,
+    }
+    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
