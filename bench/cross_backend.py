@@ -43,8 +43,18 @@ def side_stream_bits(codec: Codec, data: bytes) -> float:
     return sum(codec.inspect(data).side_bits_per_pass.values())
 
 
-def pair_table(bundle: Bundle, images: list[Path], backends: list[str], guard: bool) -> list[dict]:
-    codecs = {name: Codec(bundle, open_backend(name), guard=guard) for name in backends}
+def backend(name: str, checkpoint: Path | None):
+    """A backend by name; torch with the checkpoint the bundle was exported from, if given."""
+    if name == "torch" and checkpoint is not None:
+        from licrt.export.torch_backend import TorchBackend
+
+        return TorchBackend(checkpoint=checkpoint)
+    return open_backend(name)
+
+
+def pair_table(bundle: Bundle, images: list[Path], backends: list[str], guard: bool,
+               checkpoint: Path | None) -> list[dict]:
+    codecs = {name: Codec(bundle, backend(name, checkpoint), guard=guard) for name in backends}
     rows = []
     for encoder_name, encoder in codecs.items():
         files = [encoder.compress(image) for image in tqdm(images, desc=f"encode {encoder_name}")]
@@ -112,6 +122,8 @@ def main(argv=None) -> int:
     parser.add_argument("--fault-every", type=int, default=1, help="fault injection on every N-th image only")
     parser.add_argument("--fault-epsilons", default="3e-6,1e-5,2e-5,5e-5,1e-4",
                         help="comma-separated; empty for none")
+    parser.add_argument("--torch-checkpoint", type=Path,
+                        help="the checkpoint the bundle was exported from, for the torch backend")
     parser.add_argument("--guard", default="on,off", help="guard settings to measure: on, off or both")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
@@ -123,7 +135,7 @@ def main(argv=None) -> int:
     result = {
         "command": "python bench/cross_backend.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "machine": f"{platform.machine()} CPU, {platform.python_version()}",
-        "profiles": {name: open_backend(name).profile for name in backends},
+        "profiles": {name: backend(name, args.torch_checkpoint).profile for name in backends},
         "bundle": "default" if args.bundle is None else args.bundle.name,
         "guard": {"epsilon": bundle.manifest.guard_epsilon, "margin": bundle.manifest.guard_margin,
                   "mean_step": bundle.manifest.mean_step, "scales": int(bundle.scale_table.scales.size)},
@@ -133,8 +145,9 @@ def main(argv=None) -> int:
     }
     for setting in args.guard.split(","):
         guard, key = setting == "on", f"guard_{setting}"
-        result[key] = {"pairs": pair_table(bundle, images[:: args.every], backends, guard),
-                       "fault_injection": fault_table(bundle, images[:: args.fault_every], epsilons, guard)}
+        result[key] = {"pairs": pair_table(bundle, images[:: args.every], backends, guard, args.torch_checkpoint)}
+        if epsilons:
+            result[key]["fault_injection"] = fault_table(bundle, images[:: args.fault_every], epsilons, guard)
     result["seconds"] = round(time.perf_counter() - start)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")

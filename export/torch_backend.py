@@ -3,6 +3,10 @@
 It rebuilds the model from the manifest (codec id and configuration) and takes
 every weight from the bundle's stage graphs, whose initializers are named
 after the model's parameters, so it needs nothing but the bundle and torch.
+Where export folded a parameter into another constant (Entroformer's GDN
+keeps its reparametrised β and γ), the checkpoint the bundle was exported
+from supplies the weights, and the graphs' named weights vouch that it is
+that checkpoint.
 It lives on the export side because it needs torch; ``licrt --backend torch``
 finds it through the ``licrt.backends`` entry point.
 
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -27,6 +32,7 @@ from licrt.runtime.errors import BackendError, LicrtError
 from licrt.runtime.manifest import StageGraph
 
 from . import registry
+from .checkpoint import load_model
 
 #: The stage modules hold the codec under this name, and the exporter keeps it in initializer names.
 _PREFIX = "codec."
@@ -42,17 +48,20 @@ class TorchBackend(Backend):
     Args:
         device: ``cpu`` or ``cuda``; default CUDA when available.
         tf32: Allow TF32 on CUDA.
+        checkpoint: The checkpoint the bundle was exported from, for bundles
+            whose graphs do not hold every parameter by name.
     """
 
     name = "torch"
 
-    def __init__(self, device: str | None = None, tf32: bool = False):
+    def __init__(self, device: str | None = None, tf32: bool = False, checkpoint: str | Path | None = None):
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         if device == "cuda" and not torch.cuda.is_available():
             raise BackendError("the torch backend was asked for CUDA, but torch sees no GPU")
         self.device = torch.device(device)
         self.tf32 = tf32
+        self.checkpoint = checkpoint
         self._stages: dict[bytes, dict[str, torch.nn.Module]] = {}
 
     @property
@@ -65,20 +74,24 @@ class TorchBackend(Backend):
 
     def load(self, bundle, name: str, graph: StageGraph) -> StageRunner:
         if bundle.fingerprint not in self._stages:
-            self._stages[bundle.fingerprint] = _model(bundle).to(self.device).stage_modules()
+            self._stages[bundle.fingerprint] = _model(bundle, self.checkpoint).to(self.device).stage_modules()
         return _ModuleRunner(name, graph, self._stages[bundle.fingerprint][name], self.device, self.tf32)
 
 
-def _model(bundle):
-    """The bundle's codec with the weights its graphs hold.
+def _model(bundle, checkpoint: str | Path | None):
+    """The bundle's codec with the weights its graphs hold (or the checkpoint's, vouched for by them).
 
     Raises:
-        BackendError: the codec is unknown to this licrt, or a parameter is in
-            no graph (the graphs were not exported from this model).
+        BackendError: the codec is unknown to this licrt, a parameter is in no
+            graph and no checkpoint was given, or the checkpoint's weights are
+            not the graphs'.
     """
     manifest = bundle.manifest
     try:
-        model = registry.build(manifest.codec, registry.make_config(manifest.codec, manifest.config))
+        if checkpoint is None:
+            model = registry.build(manifest.codec, registry.make_config(manifest.codec, manifest.config))
+        else:
+            model = load_model(checkpoint, manifest.codec)
     except LicrtError as exc:
         raise BackendError(f"the torch backend cannot build the bundle's codec: {exc}") from None
     wanted = model.state_dict()
@@ -96,10 +109,16 @@ def _model(bundle):
     for key, value in wanted.items():
         if key not in weights and _content(value.numpy().astype(np.float32)) in contents:
             weights[key] = value
+    if checkpoint is not None:
+        differing = [key for key, value in weights.items() if not torch.equal(value, wanted[key].float())]
+        if differing or len(weights) < len(wanted) // 2:
+            raise BackendError(f"{checkpoint} does not hold this bundle's weights (e.g. {differing[:1]})")
+        return model.eval()
     missing = [key for key in wanted if key not in weights and not key.startswith(_TABLE_ONLY)]
     if missing:
         raise BackendError(f"the torch backend found {len(missing)} of the model's parameters in none of the "
-                           f"bundle's graphs (e.g. {missing[0]})")
+                           f"bundle's graphs (e.g. {missing[0]}); give it the checkpoint the bundle was "
+                           "exported from")
     model.load_state_dict(weights, strict=False)
     return model.eval()
 

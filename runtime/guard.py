@@ -43,15 +43,10 @@ _MAX_BITS = 48
 _POWERS_OF_TWO = 2 ** np.arange(_MAX_BITS, dtype=np.int64)
 
 
-def _bucket_model(decay: float):
-    """Probabilities of a number's bit length 1.._MAX_BITS: geometric with ratio decay (1: uniform)."""
-    weights = decay ** np.arange(_MAX_BITS, dtype=np.float64)
-    return constriction.stream.model.Categorical(weights / weights.sum(), perfect=False)
-
-
-#: Counts and Rice quotients are mostly small.
-_COUNT_LENGTHS = _bucket_model(0.5)
-_QUOTIENT_LENGTHS = _bucket_model(0.5)
+#: Probabilities of a coded number's bit length 1.._MAX_BITS: counts and Rice
+#: quotients are mostly small, so each length is half as likely as the one before.
+_LENGTH_PROBABILITIES = 0.5 ** np.arange(_MAX_BITS, dtype=np.float64) / (2 - 0.5 ** (_MAX_BITS - 1))
+_LENGTHS = constriction.stream.model.Categorical(_LENGTH_PROBABILITIES, perfect=False)
 
 
 @dataclass(frozen=True)
@@ -183,12 +178,12 @@ def _grid_decisions(grid: np.ndarray, tolerance: np.ndarray, pinned: np.ndarray,
 def encode_side_stream(encoder, positions: np.ndarray, size: int) -> None:
     """Append the positions of a pass's pinned decisions (ascending, < size) to a RangeEncoder."""
     count = positions.size
-    _encode_numbers(encoder, np.array([count + 1]), _COUNT_LENGTHS)
+    _encode_numbers(encoder, np.array([count + 1]))
     if not count:
         return
     rice = _rice_parameter(size, count)
     gaps = np.diff(positions, prepend=-1) - 1
-    _encode_numbers(encoder, (gaps >> rice) + 1, _QUOTIENT_LENGTHS)
+    _encode_numbers(encoder, (gaps >> rice) + 1)
     _encode_bits(encoder, gaps & ((1 << rice) - 1), rice)
 
 
@@ -198,14 +193,14 @@ def decode_side_stream(decoder, size: int) -> np.ndarray:
     Raises:
         UndecodableError: the count or a position is out of range (the data is corrupt).
     """
-    count = int(_decode_numbers(decoder, 1, _COUNT_LENGTHS)[0]) - 1
+    count = int(_decode_numbers(decoder, 1)[0]) - 1
     if not 0 <= count <= size:
         raise UndecodableError(f"the coded data is corrupt: its side stream records {count:,} decisions "
                                f"of a pass that takes {size:,}")
     if not count:
         return np.empty(0, np.int64)
     rice = _rice_parameter(size, count)
-    quotients = _decode_numbers(decoder, count, _QUOTIENT_LENGTHS) - 1
+    quotients = _decode_numbers(decoder, count) - 1
     if np.any(quotients > size >> rice):
         raise UndecodableError("the coded data is corrupt: a side stream position is out of range")
     gaps = (quotients << rice) | _decode_bits(decoder, count, rice)
@@ -218,11 +213,11 @@ def decode_side_stream(decoder, size: int) -> np.ndarray:
 def side_stream_bits(positions: np.ndarray, size: int) -> float:
     """What :func:`encode_side_stream` spends on a pass, in bits (as its models price it)."""
     count = positions.size
-    bits = _number_bits(np.array([count + 1]), 0.5)
+    bits = _number_bits(np.array([count + 1]))
     if count:
         rice = _rice_parameter(size, count)
         gaps = np.diff(positions, prepend=-1) - 1
-        bits += _number_bits((gaps >> rice) + 1, 0.5) + count * rice
+        bits += _number_bits((gaps >> rice) + 1) + count * rice
     return float(bits)
 
 
@@ -246,17 +241,17 @@ def _bit_lengths(numbers: np.ndarray) -> np.ndarray:
     return np.searchsorted(_POWERS_OF_TWO, numbers, side="right")
 
 
-def _encode_numbers(encoder, numbers: np.ndarray, lengths_model) -> None:
+def _encode_numbers(encoder, numbers: np.ndarray) -> None:
     """Positive integers: bit length (categorical), then the bits below the leading one."""
     lengths = _bit_lengths(numbers)
-    encoder.encode((lengths - 1).astype(np.int32), lengths_model)
+    encoder.encode((lengths - 1).astype(np.int32), _LENGTHS)
     for width in np.unique(lengths - 1):
         members = lengths - 1 == width
         _encode_bits(encoder, numbers[members] - (1 << width), int(width))
 
 
-def _decode_numbers(decoder, count: int, lengths_model) -> np.ndarray:
-    widths = decoder.decode(lengths_model, count).astype(np.int64)
+def _decode_numbers(decoder, count: int) -> np.ndarray:
+    widths = decoder.decode(_LENGTHS, count).astype(np.int64)
     numbers = np.empty(count, np.int64)
     for width in np.unique(widths):
         members = widths == width
@@ -280,7 +275,6 @@ def _decode_bits(decoder, count: int, width: int) -> np.ndarray:
     return values
 
 
-def _number_bits(numbers: np.ndarray, decay: float) -> float:
-    weights = decay ** np.arange(_MAX_BITS, dtype=np.float64)
+def _number_bits(numbers: np.ndarray) -> float:
     lengths = _bit_lengths(numbers)
-    return float(np.sum(-np.log2(weights[lengths - 1] / weights.sum()) + lengths - 1))
+    return float(np.sum(-np.log2(_LENGTH_PROBABILITIES[lengths - 1]) + lengths - 1))

@@ -22,8 +22,8 @@ def _indices(query_start: torch.Tensor, queries: int, keys: int, width: int, dev
     return query, key
 
 
-def eager_topk_attention(q, k, v, table, query_start, topk: int, scale: float, positions: int, width: int,
-                         mask: int):
+def attention_logits(q, k, table, query_start, scale: float, positions: int, width: int, mask: int):
+    """Scaled dot products plus relative-position terms, masked: what top-k selects from."""
     query, key = _indices(query_start, q.shape[2], k.shape[2], width, q.device)
     dv, dh = key // width - query // width, key % width - query % width
     half = positions // 2
@@ -34,6 +34,12 @@ def eager_topk_attention(q, k, v, table, query_start, topk: int, scale: float, p
         logits = logits.masked_fill(key > query, NEGATIVE)
     elif mask == MASKS["anchors"]:
         logits = logits.masked_fill(((key // width + key % width) % 2 == 0) & (key != query), NEGATIVE)
+    return logits
+
+
+def eager_topk_attention(q, k, v, table, query_start, topk: int, scale: float, positions: int, width: int,
+                         mask: int):
+    logits = attention_logits(q, k, table, query_start, scale, positions, width, mask)
     kth = torch.topk(logits, min(topk, logits.shape[-1]), dim=-1).values[..., -1:]
     logits = torch.where(logits >= kth, logits, torch.full_like(logits, NEGATIVE))
     return torch.softmax(logits.float(), dim=-1).to(v.dtype) @ v
