@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import platform
 import sys
 import time
@@ -133,7 +134,7 @@ def main(argv=None) -> int:
     epsilons = [float(e) for e in args.fault_epsilons.split(",") if e]
     start = time.perf_counter()
     result = {
-        "command": "python bench/cross_backend.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": "python bench/cross_backend.py " + shlex.join(sys.argv[1:] if argv is None else argv),
         "machine": f"{platform.machine()} CPU, {platform.python_version()}",
         "profiles": {name: backend(name, args.torch_checkpoint).profile for name in backends},
         "bundle": "default" if args.bundle is None else args.bundle.name,

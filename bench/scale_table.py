@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -95,7 +96,7 @@ def main(argv=None) -> int:
         row["guard_cost_percent_of_file"] = row["rate_percent_of_file_vs_first"] + row["side_streams_percent_of_file"]
         print(json.dumps(row))
     result = {
-        "command": "python bench/scale_table.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": "python bench/scale_table.py " + shlex.join(sys.argv[1:] if argv is None else argv),
         "bundle": "default",
         "bundle_scales": int(bundle.scale_table.scales.size),
         "guard_tolerance": bundle.manifest.guard_tolerance,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -85,7 +86,7 @@ def main(argv=None) -> int:
                            for t in THRESHOLDS}}
         print(name, json.dumps(stages[name]))
     result = {
-        "command": "python bench/topk_ties.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": "python bench/topk_ties.py " + shlex.join(sys.argv[1:] if argv is None else argv),
         "bundle": args.bundle.name,
         "images": [f"{args.images.name}/{path.name}" for path in images],
         "stages": stages,
