@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from licrt.runtime.bundle import MANIFEST, Bundle, sha256_file
 from licrt.runtime.errors import ExportError
-from licrt.runtime.manifest import Bucket, Manifest, StageGraph, TensorSpec
+from licrt.runtime.manifest import MAX_GUARD_EPSILON, Bucket, Manifest, StageGraph, TensorSpec
 
 from .entropy_models import fraction_bins, gaussian_tables
 from .graphs import WeightStore, export_graph, save_graph
@@ -74,13 +74,16 @@ def write_bundle(
 ) -> tuple[Manifest, list[StageCheck]]:
     """Export model for the given (height, width) buckets into the bundle directory out.
 
-    guard_epsilon is the tolerance of the bundle's guard (see ``licrt.runtime.guard``).
+    guard_epsilon is the relative difference between backends' floats the bundle's guard covers
+    (see ``licrt.runtime.guard``).
 
     Raises:
         ExportError: a shape does not fit the codec's stride, out exists (without
             force), or a stage's ONNX Runtime output differs from PyTorch's.
     """
     check_shapes(shapes, model.stride)
+    if not 0 <= guard_epsilon <= MAX_GUARD_EPSILON:
+        raise ExportError(f"guard epsilon {guard_epsilon:g} is outside [0, {MAX_GUARD_EPSILON:g}]")
     out = Path(out)
     if out.exists() and not force:
         raise ExportError(f"{out} already exists; choose another --out or pass --force")

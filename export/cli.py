@@ -17,7 +17,7 @@ import torch
 from licrt.runtime.errors import LicrtError
 
 from . import registry
-from .bundle_writer import write_bundle
+from .bundle_writer import GUARD_EPSILON, write_bundle
 from .checkpoint import load_model
 
 
@@ -47,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, required=True, help="bundle directory to write")
     parser.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
                         help="change a codec setting, e.g. blocks=1,1,1 (repeatable)")
+    parser.add_argument("--guard-epsilon", type=float, default=GUARD_EPSILON, metavar="EPS",
+                        help="relative difference between backends' floats the guard covers (default "
+                             f"{GUARD_EPSILON:g}; see README, Decoding anywhere)")
     parser.add_argument("--force", action="store_true", help="replace --out if it exists")
     return parser
 
@@ -61,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
             config = registry.make_config(args.codec, None, overrides)
             torch.manual_seed(args.seed)
             model = registry.build(args.codec, config)
-        _, checks = write_bundle(model, args.shape, args.out, force=args.force)
+        _, checks = write_bundle(model, args.shape, args.out, force=args.force, guard_epsilon=args.guard_epsilon)
     except LicrtError as exc:
         print(f"export-onnx: error: {exc}", file=sys.stderr)
         return 1

@@ -25,9 +25,8 @@ def _open_codec(args):
     from .codec import Codec
     from .limits import Limits
 
-    codec = Codec.open(args.bundle, backend=args.backend, limits=Limits(args.max_pixels, args.max_tiles))
-    codec.guard = not getattr(args, "no_guard", False)
-    return codec
+    return Codec.open(args.bundle, backend=args.backend, limits=Limits(args.max_pixels, args.max_tiles),
+                      guard=not getattr(args, "no_guard", False))
 
 
 def compress(args) -> None:

@@ -69,7 +69,8 @@ class Codec:
 
     @classmethod
     def open(
-        cls, bundle: str | Path | Bundle | None = None, backend: str | Backend = "auto", limits: Limits | None = None
+        cls, bundle: str | Path | Bundle | None = None, backend: str | Backend = "auto", limits: Limits | None = None,
+        guard: bool = True,
     ) -> Codec:
         """Open a bundle directory (or take an opened one) on a backend by name.
 
@@ -79,7 +80,7 @@ class Codec:
             bundle = Bundle.open(DEFAULT_BUNDLE if bundle is None else bundle)
         if not isinstance(backend, Backend):
             backend = open_backend(backend)
-        return cls(bundle, backend, limits)
+        return cls(bundle, backend, limits, guard)
 
     def _coder(self, bucket_index: int) -> TileCoder:
         if bucket_index not in self._coders:

@@ -36,6 +36,27 @@ def test_compress_decompress_and_info_without_torch(compressed, tiny_bundle, tmp
     code, out, err = licrt("info", compressed, "--bundle", tiny_bundle.root, cwd=tmp_path)
     assert code == 0, err
     assert "250x190" in out and "model estimate" in out
+    assert "ε = 1e-05 × margin 3: side streams" in out and "without the guard" not in out
+
+
+def test_no_guard_is_recorded_and_shown(tiny_bundle, tmp_path):
+    code, out, err = licrt("compress", DATA / "house_96x64.png", "a.lic", "--bundle", tiny_bundle.root, "--no-guard",
+                           cwd=tmp_path)
+    assert code == 0, err
+    code, out, err = licrt("info", "a.lic", "--bundle", tiny_bundle.root, cwd=tmp_path)
+    assert code == 0 and "guard=off" in out and "(encoded without the guard)" in out
+
+
+@pytest.mark.parametrize("backend, message", [
+    ("torch", "backend 'torch' is not usable here"),  # torch cannot be imported in these runs
+    ("perturbed:x", "expected perturbed:EPSILON"),
+    ("tensorflow", "unknown backend 'tensorflow'; choose one of auto, onnxruntime, onnxruntime-noopt"),
+])
+def test_backends_that_cannot_run_fail_cleanly(compressed, tiny_bundle, tmp_path, backend, message):
+    code, out, err = licrt("decompress", compressed, "a.png", "--bundle", tiny_bundle.root, "--backend", backend,
+                           cwd=tmp_path)
+    assert code == 1 and message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "a.png").exists()
 
 
 def corrupt_variants(data: bytes, other_bundle_file: bytes) -> dict[str, bytes]:
