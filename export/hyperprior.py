@@ -61,7 +61,7 @@ class HyperpriorCodec(nn.Module, ABC):
     #: A grid μ is put on before it is added to a symbol (``mean-shift`` only;
     #: see ``licrt.runtime.guard``). Off by default: on Kodak a grid of 1/16
     #: makes files 2.1 % larger, for robustness beyond the guard's ε only
-    #: (bench/results/mean-grid.json).
+    #: (bench/results/guard-mean-grid.json).
     mean_step: float | None = None
     #: Gaussian scales the ŷ coding tables are built for.
     scale_table: np.ndarray = SCALE_TABLE

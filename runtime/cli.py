@@ -192,7 +192,25 @@ def main(argv: list[str] | None = None) -> int:
     except LicrtError as exc:
         print(f"licrt: error: {exc}", file=sys.stderr)
         return 1
+    except Exception as exc:
+        # Ctrl-C inside an extension's import (ONNX Runtime's) surfaces as that
+        # import failing, with the KeyboardInterrupt as its cause.
+        if not _interrupted(exc):
+            raise
+        print("licrt: interrupted", file=sys.stderr)
+        return 130
     return 0
+
+
+def _interrupted(exc: BaseException | None) -> bool:
+    """Whether exc, or an exception it was raised from or during, is a KeyboardInterrupt."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 if __name__ == "__main__":

@@ -33,3 +33,18 @@ def test_ctrl_c_exits_130_with_one_line_and_no_output(photo, tmp_path, delay):
     assert process.returncode == 130, err
     assert err == "licrt: interrupted\n", err
     assert not list(tmp_path.iterdir()), "output or temporary files left behind"
+
+
+def test_ctrl_c_inside_an_extensions_import_is_an_interruption(monkeypatch, capsys):
+    """ONNX Runtime's import reports Ctrl-C as an ImportError caused by the KeyboardInterrupt."""
+    from licrt.runtime import cli
+
+    def interrupted_import(args):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as cause:
+            raise ImportError("initialization failed") from cause
+
+    monkeypatch.setattr(cli, "_open_codec", interrupted_import)
+    assert cli.main(["compress", "in.png", "out.lic"]) == 130
+    assert capsys.readouterr().err == "licrt: interrupted\n"

@@ -1,14 +1,17 @@
-"""Whether to put a mean-shift codec's μ on a grid: what it costs and what it buys.
+"""The guard's settings on the default bundle: what each costs and what it buys.
 
-With a grid, ŷ = symbol + μ̂ is the same float on every backend, so later
-passes see identical inputs; but every grid edge is a decision the guard may
-have to pin. For the default bundle with its mean grid off and set to 1/8,
-1/16 and 1/32: file size, side streams, and how many files still decode under
-fault injection (every stage output × (1 + u), |u| ≤ ε_inj).
+Two settings: the margin (decisions within ε × margin of a boundary are
+pinned), and a mean-shift codec's mean grid (with one, ŷ = symbol + μ̂ is the
+same float on every backend, so later passes see identical inputs, but every
+grid edge is a decision the guard may have to pin). For every combination:
+file size, side streams, and how many files decode under fault injection
+(every stage output × (1 + u), |u| ≤ ε_inj).
 
-Example::
+Examples::
 
-    python bench/mean_grid.py ../shared/data/kodak --every 3 --out bench/results/mean-grid.json
+    python bench/guard_settings.py ../shared/data/kodak --margins 2,3,4 --out bench/results/guard-margin.json
+    python bench/guard_settings.py ../shared/data/kodak --every 3 --mean-steps none,0.125,0.0625,0.03125 \\
+        --out bench/results/guard-mean-grid.json
 """
 
 from __future__ import annotations
@@ -32,17 +35,19 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("images", type=Path)
     parser.add_argument("--every", type=int, default=1)
-    parser.add_argument("--steps", default="none,0.125,0.0625,0.03125")
+    parser.add_argument("--mean-steps", default="none")
+    parser.add_argument("--margins", default="3")
     parser.add_argument("--fault-epsilons", default="1e-5,2e-5")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     images = list_images(args.images)[:: args.every]
     reference = OnnxRuntimeBackend()
     rows = []
-    for text in args.steps.split(","):
+    settings = [(None if step == "none" else float(step), float(margin))
+                for step in args.mean_steps.split(",") for margin in args.margins.split(",")]
+    for step, margin in settings:
         bundle = Bundle.open(DEFAULT_BUNDLE)
-        step = None if text == "none" else float(text)
-        bundle.manifest = dataclasses.replace(bundle.manifest, mean_step=step)
+        bundle.manifest = dataclasses.replace(bundle.manifest, mean_step=step, guard_margin=margin)
         codec = Codec(bundle, reference)
         files = [codec.compress(image) for image in images]
         side = sum(sum(codec.inspect(data).side_bits_per_pass.values()) for data in files)
@@ -56,7 +61,7 @@ def main(argv=None) -> int:
                     decoded[f"{epsilon:g}"] += 1
                 except BitstreamError:
                     pass
-        rows.append({"mean_step": step, "bytes": sum(map(len, files)), "side_stream_bits": side,
+        rows.append({"mean_step": step, "margin": margin, "bytes": sum(map(len, files)), "side_stream_bits": side,
                      "decoded_under_fault_injection": decoded})
         print(json.dumps(rows[-1]), flush=True)
     base = rows[0]["bytes"]
@@ -64,8 +69,9 @@ def main(argv=None) -> int:
         row["file_size_vs_first_percent"] = 100 * (row["bytes"] / base - 1)
         row["side_streams_percent_of_file"] = 100 * row["side_stream_bits"] / (8 * row["bytes"])
     result = {
-        "command": "python bench/mean_grid.py " + shlex.join(sys.argv[1:] if argv is None else argv),
+        "command": "python bench/guard_settings.py " + shlex.join(sys.argv[1:] if argv is None else argv),
         "bundle": "default",
+        "epsilon": Bundle.open(DEFAULT_BUNDLE).manifest.guard_epsilon,
         "images": [f"{args.images.name}/{path.name}" for path in images],
         "files": len(images),
         "rows": rows,
