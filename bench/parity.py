@@ -53,7 +53,7 @@ def measure(codec: Codec, model, image_path: Path) -> dict:
     container = Container.from_bytes(data)
     if container.header.tiles != 1:
         raise SystemExit(f"{image_path} needs tiles; parity is measured on single-bucket images")
-    bucket = bundle.manifest.buckets[container.bucket]
+    bucket = bundle.manifest.buckets[container.header.bucket]
     padded = pad(image, bucket.height, bucket.width, bundle.manifest.padding)
     x = padded.transpose(2, 0, 1)[None].astype(np.float32) / np.float32(255)
 
