@@ -22,9 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
-import platform
-import sys
 import time
 from pathlib import Path
 
@@ -38,6 +35,8 @@ from licrt.runtime.bundle import DEFAULT_BUNDLE, Bundle
 from licrt.runtime.errors import BitstreamError
 from licrt.runtime.evaluation.metrics import psnr
 from licrt.runtime.images import list_images
+
+from report import dataset_names, save_report  # a sibling script: python puts bench/ on the path
 
 
 def side_stream_bits(codec: Codec, data: bytes) -> float:
@@ -134,25 +133,20 @@ def main(argv=None) -> int:
     epsilons = [float(e) for e in args.fault_epsilons.split(",") if e]
     start = time.perf_counter()
     result = {
-        "command": "python bench/cross_backend.py " + shlex.join(sys.argv[1:] if argv is None else argv),
-        "machine": f"{platform.machine()} CPU, {platform.python_version()}",
         "profiles": {name: backend(name, args.torch_checkpoint).profile for name in backends},
         "bundle": "default" if args.bundle is None else args.bundle.name,
         "guard": {"epsilon": bundle.manifest.guard_epsilon, "margin": bundle.manifest.guard_margin,
                   "mean_step": bundle.manifest.mean_step, "scales": int(bundle.scale_table.scales.size)},
-        "images": [f"{args.images.name}/{path.name}" for path in images],
-        "pair_images": [f"{args.images.name}/{path.name}" for path in images[:: args.every]],
-        "fault_images": [f"{args.images.name}/{path.name}" for path in images[:: args.fault_every]],
+        "images": dataset_names(args.images, images),
+        "pair_images": dataset_names(args.images, images[:: args.every]),
+        "fault_images": dataset_names(args.images, images[:: args.fault_every]),
     }
     for setting in args.guard.split(","):
         guard, key = setting == "on", f"guard_{setting}"
         result[key] = {"pairs": pair_table(bundle, images[:: args.every], backends, guard, args.torch_checkpoint)}
         if epsilons:
             result[key]["fault_injection"] = fault_table(bundle, images[:: args.fault_every], epsilons, guard)
-    result["seconds"] = round(time.perf_counter() - start)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"wrote {args.out}")
+    save_report("cross_backend.py", argv, args.out, **result, seconds=round(time.perf_counter() - start))
     return 0
 
 

@@ -19,8 +19,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import shlex
-import sys
 from pathlib import Path
 
 from licrt.runtime import Codec
@@ -29,6 +27,8 @@ from licrt.runtime.backends.perturbed import PerturbedBackend
 from licrt.runtime.bundle import DEFAULT_BUNDLE, Bundle
 from licrt.runtime.errors import BitstreamError
 from licrt.runtime.images import list_images
+
+from report import dataset_names, save_report  # a sibling script: python puts bench/ on the path
 
 
 def main(argv=None) -> int:
@@ -68,15 +68,9 @@ def main(argv=None) -> int:
     for row in rows:
         row["file_size_vs_first_percent"] = 100 * (row["bytes"] / base - 1)
         row["side_streams_percent_of_file"] = 100 * row["side_stream_bits"] / (8 * row["bytes"])
-    result = {
-        "command": "python bench/guard_settings.py " + shlex.join(sys.argv[1:] if argv is None else argv),
-        "bundle": "default",
-        "epsilon": Bundle.open(DEFAULT_BUNDLE).manifest.guard_epsilon,
-        "images": [f"{args.images.name}/{path.name}" for path in images],
-        "files": len(images),
-        "rows": rows,
-    }
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    save_report("guard_settings.py", argv, args.out, bundle="default",
+                epsilon=Bundle.open(DEFAULT_BUNDLE).manifest.guard_epsilon, images=dataset_names(args.images, images),
+                files=len(images), rows=rows)
     return 0
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import shlex
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from licrt.runtime.evaluation.report import machine
@@ -12,7 +14,7 @@ from licrt.runtime.evaluation.report import machine
 def save_report(script: str, argv: list[str] | None, out: Path, **fields) -> dict:
     """Write the report to out (creating its folder), print it and return it."""
     report = {
-        "command": " ".join(["python", f"bench/{script}", *(argv or sys.argv[1:])]),
+        "command": shlex.join(["python", f"bench/{script}", *(sys.argv[1:] if argv is None else argv)]),
         "machine": machine(),
         **fields,
     }
@@ -20,3 +22,8 @@ def save_report(script: str, argv: list[str] | None, out: Path, **fields) -> dic
     out.write_text(json.dumps(report, indent=1) + "\n")
     print(json.dumps(report, indent=1))
     return report
+
+
+def dataset_names(folder: Path, paths: Sequence[Path]) -> list[str]:
+    """Images named within their dataset (``kodak/kodim01.png``), never by this machine's paths."""
+    return [f"{folder.name}/{path.name}" for path in paths]

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +28,8 @@ from licrt.runtime.bundle import DEFAULT_BUNDLE, Bundle
 from licrt.runtime.entropy import CategoricalTables, ScaleTable
 from licrt.runtime.guard import Guard
 from licrt.runtime.images import list_images
+
+from report import dataset_names, save_report  # a sibling script: python puts bench/ on the path
 
 
 class Recording(OnnxRuntimeBackend):
@@ -95,17 +95,9 @@ def main(argv=None) -> int:
         row["rate_percent_of_file_vs_first"] = 100 * (row["rate_bits"] - reference) / file_bits
         row["guard_cost_percent_of_file"] = row["rate_percent_of_file_vs_first"] + row["side_streams_percent_of_file"]
         print(json.dumps(row))
-    result = {
-        "command": "python bench/scale_table.py " + shlex.join(sys.argv[1:] if argv is None else argv),
-        "bundle": "default",
-        "bundle_scales": int(bundle.scale_table.scales.size),
-        "guard_tolerance": bundle.manifest.guard_tolerance,
-        "images": [f"{args.images.name}/{path.name}" for path in images],
-        "file_bits": file_bits,
-        "side_stream_bits_per_guarded_decision": bits_per_decision,
-        "tables": rows,
-    }
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    save_report("scale_table.py", argv, args.out, bundle="default", bundle_scales=int(bundle.scale_table.scales.size),
+                guard_tolerance=bundle.manifest.guard_tolerance, images=dataset_names(args.images, images),
+                file_bits=file_bits, side_stream_bits_per_guarded_decision=bits_per_decision, tables=rows)
     return 0
 
 

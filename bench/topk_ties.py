@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
-import sys
 from collections import defaultdict
 from pathlib import Path
 
@@ -31,6 +29,8 @@ from licrt.plugins.topk_attention import torch_op
 from licrt.runtime import Codec
 from licrt.runtime.bundle import Bundle
 from licrt.runtime.images import list_images
+
+from report import dataset_names, save_report  # a sibling script: python puts bench/ on the path
 
 THRESHOLDS = (1e-6, 1e-5, 1e-4, 1e-3)
 
@@ -85,13 +85,8 @@ def main(argv=None) -> int:
                         **{f"gap_below_{t:g}_per_image": float((values < t).sum()) / len(images)
                            for t in THRESHOLDS}}
         print(name, json.dumps(stages[name]))
-    result = {
-        "command": "python bench/topk_ties.py " + shlex.join(sys.argv[1:] if argv is None else argv),
-        "bundle": args.bundle.name,
-        "images": [f"{args.images.name}/{path.name}" for path in images],
-        "stages": stages,
-    }
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    save_report("topk_ties.py", argv, args.out, bundle=args.bundle.name, images=dataset_names(args.images, images),
+                stages=stages)
     return 0
 
 
