@@ -39,10 +39,6 @@ from licrt.runtime.images import list_images
 from report import dataset_names, save_report  # a sibling script: python puts bench/ on the path
 
 
-def side_stream_bits(codec: Codec, data: bytes) -> float:
-    return sum(codec.inspect(data).side_bits_per_pass.values())
-
-
 def backend(name: str, checkpoint: Path | None):
     """A backend by name; torch with the checkpoint the bundle was exported from, if given."""
     if name == "torch" and checkpoint is not None:
@@ -69,7 +65,7 @@ def pair_table(bundle: Bundle, images: list[Path], backends: list[str], guard: b
                 decoded += 1
                 psnrs.append(psnr(reference, image))
             pixels = sum(int(np.prod(r.shape[:2])) for r in references)
-            side = sum(side_stream_bits(encoder, data) for data in files) if guard else 0.0
+            side = sum(encoder.inspect(data).side_bits for data in files) if guard else 0.0
             rows.append({
                 "encoder": encoder_name,
                 "decoder": decoder_name,
@@ -92,7 +88,7 @@ def fault_table(bundle: Bundle, images: list[Path], epsilons: list[float], guard
     reports = [encoder.inspect(data) for data in files]
     file_bits = 8 * sum(map(len, files))
     pixels = sum(report.grid.height * report.grid.width for report in reports)
-    side = sum(sum(report.side_bits_per_pass.values()) for report in reports)
+    side = sum(report.side_bits for report in reports)
     estimate = sum(sum(report.bits_per_pass.values()) for report in reports) + side
     coded = file_bits - 8 * sum(report.container.framing for report in reports)
     print(f"{len(files)} files: {file_bits / pixels:.4f} bpp, side streams {100 * side / file_bits:.3f} % of them")

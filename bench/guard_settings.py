@@ -50,7 +50,7 @@ def main(argv=None) -> int:
         bundle.manifest = dataclasses.replace(bundle.manifest, mean_step=step, guard_margin=margin)
         codec = Codec(bundle, reference)
         files = [codec.compress(image) for image in images]
-        side = sum(sum(codec.inspect(data).side_bits_per_pass.values()) for data in files)
+        side = sum(codec.inspect(data).side_bits for data in files)
         decoded = {}
         for epsilon in map(float, args.fault_epsilons.split(",")):
             decoder = Codec(bundle, PerturbedBackend(reference, epsilon))

@@ -70,7 +70,7 @@ def info(args) -> None:
     else:
         report = codec.inspect(args.input)
         manifest = codec.bundle.manifest
-        side = sum(report.side_bits_per_pass.values()) / 8
+        side = report.side_bits / 8
         estimate = sum(report.bits_per_pass.values()) / 8 + side
         coded = size - report.container.framing
         rows += [
@@ -81,7 +81,7 @@ def info(args) -> None:
                                f"{100 * (coded / estimate - 1):+.2f} %"),
             ("guard", f"ε = {manifest.guard_epsilon:g} × margin {manifest.guard_margin:g}: side streams "
                       f"{side:,.0f} bytes ({100 * side / size:.2f} % of the file), "
-                      f"{sum(report.guarded_per_pass.values()):,} decisions recorded"
+                      f"{report.guarded:,} decisions recorded"
                       + (" (encoded without the guard)" if header.profile.endswith(UNGUARDED) else "")),
         ]
         rows += [

@@ -45,6 +45,16 @@ class FileReport:
     side_bits_per_pass: dict[str, float]
     guarded_per_pass: dict[str, int]
 
+    @property
+    def side_bits(self) -> float:
+        """What the file's side streams cost, in bits."""
+        return sum(self.side_bits_per_pass.values())
+
+    @property
+    def guarded(self) -> int:
+        """How many decisions the file's side streams record."""
+        return sum(self.guarded_per_pass.values())
+
 
 class Codec:
     """Compresses images with one bundle on one backend.
