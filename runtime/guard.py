@@ -84,7 +84,6 @@ class Guard:
         self.tolerance = tolerance
         self.mean_step = mean_step
         self._boundaries = scale_table.boundaries.astype(np.float64)
-        self._boundaries32 = scale_table.boundaries
         #: Decisions per element: the scale, and the mean unless a mean-shift codec keeps μ as is.
         self.kinds = 2 if self.integer or mean_step is not None else 1
 
@@ -132,7 +131,7 @@ class Guard:
     def _scale(self, scales: np.ndarray, pinned: np.ndarray, pin_near: bool):
         """Scale decisions (table scale index) and which are near a boundary."""
         boundaries = self._boundaries
-        index = np.searchsorted(self._boundaries32, scales, side="left").astype(np.int64)
+        index = np.searchsorted(self.table.boundaries, scales, side="left").astype(np.int64)
         if boundaries.size == 0:
             if pinned.size:
                 raise UndecodableError("the coded data is corrupt: its side stream names a scale decision "
