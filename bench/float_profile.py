@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from report import save_report  # a sibling script: python puts bench/ on the path
+from report import save_report  # sibling scripts: python puts bench/ on the path
+from watching import WatchedBackend
 
 from licrt.runtime import Bundle, Codec
 from licrt.runtime.backends.onnxruntime import OnnxRuntimeBackend
@@ -40,19 +41,12 @@ def recorded_feeds(bundle: Bundle, image: np.ndarray) -> dict[str, dict[str, np.
     """Every stage's first input while the reference settings encode and decode the image."""
     feeds: dict[str, dict[str, np.ndarray]] = {}
 
-    class Recording(OnnxRuntimeBackend):
-        def load(self, bundle, name, graph):
-            runner = super().load(bundle, name, graph)
-            run = runner._run
+    def record(stage, feed, run):
+        feeds.setdefault(stage, {k: v.copy() for k, v in feed.items()})
+        return run(feed)
 
-            def record(feed):
-                feeds.setdefault(name, {k: v.copy() for k, v in feed.items()})
-                return run(feed)
-
-            runner._run = record
-            return runner
-
-    codec = Codec(bundle, Recording(providers=["CPUExecutionProvider"], **SETTINGS[REFERENCE]))
+    reference = OnnxRuntimeBackend(providers=["CPUExecutionProvider"], **SETTINGS[REFERENCE])
+    codec = Codec(bundle, WatchedBackend(reference, record))
     codec.decompress(codec.compress(image))
     return feeds
 

@@ -29,34 +29,27 @@ from licrt.runtime.entropy import CategoricalTables, ScaleTable
 from licrt.runtime.guard import Guard
 from licrt.runtime.images import list_images
 
-from report import dataset_names, save_report  # a sibling script: python puts bench/ on the path
+from report import dataset_names, save_report  # sibling scripts: python puts bench/ on the path
+from watching import WatchedBackend
 
 
-class Recording(OnnxRuntimeBackend):
-    """ONNX Runtime, keeping (σ, μ, y) of every element a step codes."""
+def recorder(bundle: Bundle, elements: list):
+    """A watch keeping (σ, μ, y) of every element a step codes."""
+    steps = {step.name: step for step in bundle.manifest.schedule.steps}
+    latent = {}
 
-    def __init__(self, elements: list):
-        super().__init__()
-        self.elements = elements
+    def record(stage, feed, run):
+        outputs = run(feed)
+        if stage == "g_a":
+            latent["y"] = outputs["y"][0]
+        elif stage in steps:
+            step = steps[stage]
+            mask = step.position_mask(*outputs["scales"].shape[2:])
+            elements.append((outputs["scales"][0][:, mask].ravel(), outputs["means"][0][:, mask].ravel(),
+                             latent["y"][slice(*step.channels)][:, mask].ravel()))
+        return outputs
 
-    def load(self, bundle, name, graph):
-        runner = super().load(bundle, name, graph)
-        steps = {step.name: step for step in bundle.manifest.schedule.steps}
-        run = runner._run
-
-        def record(feed):
-            outputs = run(feed)
-            if name == "g_a":
-                self.latent = outputs["y"][0]
-            elif name in steps:
-                step = steps[name]
-                mask = step.position_mask(*outputs["scales"].shape[2:])
-                self.elements.append((outputs["scales"][0][:, mask].ravel(), outputs["means"][0][:, mask].ravel(),
-                                      self.latent[slice(*step.channels)][:, mask].ravel()))
-            return outputs
-
-        runner._run = record
-        return runner
+    return record
 
 
 def main(argv=None) -> int:
@@ -71,7 +64,7 @@ def main(argv=None) -> int:
         parser.error("the bench needs a mean-shift bundle without a mean grid")
     images = list_images(args.images)[:: args.every]
     elements: list = []
-    codec = Codec(bundle, Recording(elements))
+    codec = Codec(bundle, WatchedBackend(OnnxRuntimeBackend(), recorder(bundle, elements)))
     files = [codec.compress(image) for image in images]
     file_bits = 8 * sum(map(len, files))
     reports = [Codec(bundle, OnnxRuntimeBackend()).inspect(data) for data in files]

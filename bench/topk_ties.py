@@ -30,7 +30,8 @@ from licrt.runtime import Codec
 from licrt.runtime.bundle import Bundle
 from licrt.runtime.images import list_images
 
-from report import dataset_names, save_report  # a sibling script: python puts bench/ on the path
+from report import dataset_names, save_report  # sibling scripts: python puts bench/ on the path
+from watching import WatchedBackend
 
 THRESHOLDS = (1e-6, 1e-5, 1e-4, 1e-3)
 
@@ -59,21 +60,13 @@ def main(argv=None) -> int:
             gaps[stage["name"]].append(gap[live].flatten().numpy())
         return original(q, k, v, table, query_start, topk, scale, positions, width, mask)
 
-    class Recording(TorchBackend):
-        def load(self, bundle, name, graph):
-            runner = super().load(bundle, name, graph)
-            run = runner._run
-
-            def named(feed):
-                stage["name"] = name
-                return run(feed)
-
-            runner._run = named
-            return runner
+    def named(name, feed, run):
+        stage["name"] = name
+        return run(feed)
 
     torch_op.eager_topk_attention = recording
     try:
-        codec = Codec(bundle, Recording("cpu", checkpoint=args.torch_checkpoint))
+        codec = Codec(bundle, WatchedBackend(TorchBackend("cpu", checkpoint=args.torch_checkpoint), named))
         for image in images:
             codec.compress(image)
     finally:
