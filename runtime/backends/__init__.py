@@ -34,7 +34,7 @@ def open_backend(name: str = "auto") -> Backend:
     Raises:
         BackendError: the name is unknown or the backend is not installed.
     """
-    if name in ("auto", "onnxruntime", "onnxruntime-noopt"):
+    if name in BUILTIN_BACKENDS:
         from .onnxruntime import OnnxRuntimeBackend
 
         return OnnxRuntimeBackend(graph_optimization="disabled" if name.endswith("noopt") else "all")
