@@ -187,8 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         args.argv = argv
         args.function(args)
     except KeyboardInterrupt:
-        print("licrt: interrupted", file=sys.stderr)
-        return 130
+        return _report_interruption()
     except LicrtError as exc:
         print(f"licrt: error: {exc}", file=sys.stderr)
         return 1
@@ -197,9 +196,17 @@ def main(argv: list[str] | None = None) -> int:
         # import failing, with the KeyboardInterrupt as its cause.
         if not _interrupted(exc):
             raise
-        print("licrt: interrupted", file=sys.stderr)
-        return 130
+        return _report_interruption()
     return 0
+
+
+def _report_interruption() -> int:
+    print("licrt: interrupted", file=sys.stderr)
+    # A Ctrl-C that lands inside eval() (namedtuple builds classes with it, during
+    # imports) leaves CPython marked as killed by SIGINT, and it exits by that
+    # signal however the interruption was handled; the next eval() clears the mark.
+    eval("None")
+    return 130
 
 
 def _interrupted(exc: BaseException | None) -> bool:

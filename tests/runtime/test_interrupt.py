@@ -48,3 +48,19 @@ def test_ctrl_c_inside_an_extensions_import_is_an_interruption(monkeypatch, caps
     monkeypatch.setattr(cli, "_open_codec", interrupted_import)
     assert cli.main(["compress", "in.png", "out.lic"]) == 130
     assert capsys.readouterr().err == "licrt: interrupted\n"
+
+
+def test_ctrl_c_inside_eval_still_exits_130(tmp_path):
+    """CPython exits by SIGINT after a KeyboardInterrupt escaped eval(), unless the CLI clears that mark."""
+    program = (
+        "import sys\n"
+        "from licrt.runtime import cli\n"
+        "def interrupted(args):\n"
+        "    eval('(_ for _ in ()).throw(KeyboardInterrupt)')\n"
+        "cli._open_codec = interrupted\n"
+        "sys.exit(cli.main(['compress', 'in.png', 'out.lic']))\n"
+    )
+    (tmp_path / "interrupted_in_eval.py").write_text(program)
+    # Run with python -m, as `python -m licrt.runtime.cli` runs: that path checks the mark at exit.
+    result = subprocess.run([sys.executable, "-m", "interrupted_in_eval"], cwd=tmp_path, capture_output=True, text=True)
+    assert (result.returncode, result.stderr) == (130, "licrt: interrupted\n")
