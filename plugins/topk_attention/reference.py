@@ -22,14 +22,24 @@ def buckets_and_mask(query_start: int, queries: int, keys: int, positions: int, 
     return buckets, visible
 
 
-def topk_attention(q, k, v, table, query_start: int, *, topk: int, scale: float, positions: int, width: int,
-                   mask: int) -> np.ndarray:
-    """float32 reference: (B, heads, Nq, d)."""
+def masked_logits(q, k, table, query_start: int, *, scale: float, positions: int, width: int, mask: int):
+    """(B, heads, Nq, Nk) float32 logits (q·kᵀ + q·E[bucket]) · scale, −FLT_MAX where masked."""
     buckets, visible = buckets_and_mask(query_start, q.shape[2], k.shape[2], positions, width, mask)
     position = np.take_along_axis(q @ table.T, np.broadcast_to(buckets, (*q.shape[:2], *buckets.shape)), axis=-1)
     logits = ((q @ np.swapaxes(k, -1, -2) + position) * np.float32(scale)).astype(np.float32)
-    logits = np.where(visible, logits, NEGATIVE)
-    kth = -np.sort(-logits, axis=-1)[..., min(topk, logits.shape[-1]) - 1 : min(topk, logits.shape[-1])]
-    logits = np.where(logits >= kth, logits, NEGATIVE)
+    return np.where(visible, logits, NEGATIVE)
+
+
+def kth_largest(logits, topk: int):
+    """Each row's k-th largest logit (counting repeats; the smallest where a row has fewer): what it keeps."""
+    count = min(topk, logits.shape[-1])
+    return -np.sort(-logits, axis=-1)[..., count - 1 : count]
+
+
+def topk_attention(q, k, v, table, query_start: int, *, topk: int, scale: float, positions: int, width: int,
+                   mask: int) -> np.ndarray:
+    """float32 reference: (B, heads, Nq, d)."""
+    logits = masked_logits(q, k, table, query_start, scale=scale, positions=positions, width=width, mask=mask)
+    logits = np.where(logits >= kth_largest(logits, topk), logits, NEGATIVE)
     weights = np.exp(logits - logits.max(axis=-1, keepdims=True))
     return (weights / weights.sum(axis=-1, keepdims=True)) @ v

@@ -1,8 +1,10 @@
 """``licrt::TopkAttention`` in PyTorch: the differentiable implementation models call.
 
 In eager mode (training, the reference coder) :func:`topk_attention` computes
-with plain torch ops. While torch.onnx exports, it calls the registered
-custom op instead, which :data:`ONNX_TRANSLATIONS` turns into one
+with plain torch ops, which hold the N×N logits. Inference on CUDA (no
+gradient needed) runs the fused Triton kernel instead (:mod:`.triton_kernel`):
+memory linear in N, the same tie rule. While torch.onnx exports, it calls
+the registered custom op, which :data:`ONNX_TRANSLATIONS` turns into one
 ``licrt::TopkAttention`` node: the exported graph keeps the op whole.
 """
 
@@ -13,7 +15,11 @@ import torch
 from . import DOMAIN, MASKS
 from .onnx_function import OPSET, register_schema
 
-NEGATIVE = -torch.finfo(torch.float32).max
+
+def _negative(logits: torch.Tensor) -> float:
+    """What masked and dropped logits become: −FLT_MAX in float32 (the op's definition), the type's lowest
+    otherwise."""
+    return torch.finfo(logits.dtype).min
 
 
 def _indices(query_start: torch.Tensor, queries: int, keys: int, width: int, device):
@@ -31,9 +37,9 @@ def attention_logits(q, k, table, query_start, scale: float, positions: int, wid
     position = torch.gather(q @ table.t(), -1, bucket.expand(*q.shape[:2], *bucket.shape))
     logits = (q @ k.transpose(-2, -1) + position) * scale
     if mask == MASKS["causal"]:
-        logits = logits.masked_fill(key > query, NEGATIVE)
+        logits = logits.masked_fill(key > query, _negative(logits))
     elif mask == MASKS["anchors"]:
-        logits = logits.masked_fill(((key // width + key % width) % 2 == 0) & (key != query), NEGATIVE)
+        logits = logits.masked_fill(((key // width + key % width) % 2 == 0) & (key != query), _negative(logits))
     return logits
 
 
@@ -41,7 +47,7 @@ def eager_topk_attention(q, k, v, table, query_start, topk: int, scale: float, p
                          mask: int):
     logits = attention_logits(q, k, table, query_start, scale, positions, width, mask)
     kth = torch.topk(logits, min(topk, logits.shape[-1]), dim=-1).values[..., -1:]
-    logits = torch.where(logits >= kth, logits, torch.full_like(logits, NEGATIVE))
+    logits = torch.where(logits >= kth, logits, torch.full_like(logits, _negative(logits)))
     return torch.softmax(logits.float(), dim=-1).to(v.dtype) @ v
 
 
@@ -61,6 +67,12 @@ def topk_attention(q, k, v, table, query_start, *, topk: int, scale: float, posi
     arguments = (q, k, v, table, query_start, topk, float(scale), positions, width, MASKS[mask])
     if torch.onnx.is_in_onnx_export():
         return torch.ops.licrt.topk_attention(*arguments)
+    if q.is_cuda and not (torch.is_grad_enabled() and q.requires_grad):
+        from .triton_kernel import MAX_TOPK, fused_topk_attention
+
+        if topk <= MAX_TOPK:
+            return fused_topk_attention(q, k, v, table, query_start.to(q.device), topk=topk, scale=scale,
+                                        positions=positions, width=width, mask=MASKS[mask])
     return eager_topk_attention(*arguments)
 
 
