@@ -40,11 +40,12 @@ from report import dataset_names, save_report  # a sibling script: python puts b
 
 
 def backend(name: str, checkpoint: Path | None):
-    """A backend by name; torch with the checkpoint the bundle was exported from, if given."""
-    if name == "torch" and checkpoint is not None:
+    """A backend by name; ``torch`` and ``torch-tf32`` (CUDA with TF32 allowed) with the checkpoint the bundle was
+    exported from, if given."""
+    if name in ("torch", "torch-tf32"):
         from licrt.export.torch_backend import TorchBackend
 
-        return TorchBackend(checkpoint=checkpoint)
+        return TorchBackend(tf32=name == "torch-tf32", checkpoint=checkpoint)
     return open_backend(name)
 
 
