@@ -18,6 +18,11 @@ positions (P), width, mask.
 
 DOMAIN = "licrt"
 OP_TYPE = "TopkAttention"
+#: Node attributes that name the TensorRT plugin implementing the op: TensorRT's ONNX parser replaces a node
+#: carrying a local function by the plugin registered under its ``plugin_namespace`` (10.7 on; from 10.15
+#: only with this attribute or the parser's plugin-override flag), instead of inlining the function, whose
+#: N×N intermediates the plugin exists to avoid.
+PLUGIN_ATTRIBUTES = {"plugin_namespace": DOMAIN, "plugin_version": "1"}
 #: Mask kinds: every key visible; keys up to the query (causal raster); the
 #: checkerboard anchors ((row + column) odd) and the query itself.
 MASKS = {"none": 0, "causal": 1, "anchors": 2}

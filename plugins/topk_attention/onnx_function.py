@@ -2,8 +2,10 @@
 
 Exported graphs carry the op as one node of domain ``licrt`` with its
 attributes, plus a model-local function that defines it with standard ONNX
-ops. ONNX Runtime runs the function (it inlines it); a TensorRT plugin
-registered under the same name can replace the node instead.
+ops. ONNX Runtime runs the function (it inlines it); TensorRT replaces the
+node by the plugin its ``plugin_namespace`` and ``plugin_version`` attributes
+name (:data:`PLUGIN_ATTRIBUTES`), which the schema declares so that
+``onnx.checker`` accepts them.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import onnxscript
 from onnx.defs import OpSchema
 from onnxscript import opset18 as op
 
-from . import DOMAIN, OP_TYPE
+from . import DOMAIN, OP_TYPE, PLUGIN_ATTRIBUTES
 
 OPSET = onnxscript.values.Opset(DOMAIN, 1)
 _FLOAT32_MAX = 3.4028234663852886e38
@@ -34,7 +36,9 @@ def register_schema() -> None:
         attributes=[OpSchema.Attribute(name, kind, name) for name, kind in (
             ("topk", OpSchema.AttrType.INT), ("scale", OpSchema.AttrType.FLOAT),
             ("positions", OpSchema.AttrType.INT), ("width", OpSchema.AttrType.INT),
-            ("mask", OpSchema.AttrType.INT))],
+            ("mask", OpSchema.AttrType.INT))]
+        + [OpSchema.Attribute(name, OpSchema.AttrType.STRING, "TensorRT plugin that implements the op",
+                              required=False) for name in PLUGIN_ATTRIBUTES],
     ))
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from . import DOMAIN, MASKS
+from . import DOMAIN, MASKS, PLUGIN_ATTRIBUTES
 from .onnx_function import OPSET, register_schema
 
 
@@ -78,7 +78,7 @@ def topk_attention(q, k, v, table, query_start, *, topk: int, scale: float, posi
 
 def _translate(q, k, v, table, query_start, topk, scale, positions, width, mask):
     return OPSET.TopkAttention(q, k, v, table, query_start, topk=topk, scale=scale, positions=positions,
-                               width=width, mask=mask)
+                               width=width, mask=mask, **PLUGIN_ATTRIBUTES)
 
 
 register_schema()

@@ -3,6 +3,7 @@
 import os
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -123,3 +124,36 @@ def test_malformed_official_checkpoints_get_one_clear_error(tmp_path):
         load_model(tmp_path / "empty.pth", "entroformer")
     with pytest.raises(ExportError, match="not an official Entroformer checkpoint"):
         load_model(tmp_path / "arguments.pth", "entroformer")
+
+
+def test_exported_attention_names_its_tensorrt_plugin(tmp_path):
+    """Every TopkAttention node carries the attributes TensorRT's parser looks up its plugin by; the schema
+    declares them (onnx.checker passes), and ONNX Runtime computes exactly what it computes without them."""
+    import onnx
+    import onnxruntime
+
+    from licrt.export.bundle_writer import write_bundle
+    from licrt.plugins.topk_attention import DOMAIN, OP_TYPE, PLUGIN_ATTRIBUTES
+
+    write_bundle(small("entroformer"), [(64, 64)], tmp_path / "bundle", progress=False)
+    path = tmp_path / "bundle" / "stages" / "non-anchors.64x64.onnx"
+    model = onnx.load(path)
+    nodes = [node for node in model.graph.node if node.domain == DOMAIN and node.op_type == OP_TYPE]
+    assert nodes
+    for node in nodes:
+        attributes = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        assert {name: attributes[name].decode() for name in PLUGIN_ATTRIBUTES} == PLUGIN_ATTRIBUTES
+    onnx.checker.check_model(str(path))
+
+    rng = np.random.default_rng(0)
+    feed = {i.name: rng.standard_normal([d.dim_value for d in i.type.tensor_type.shape.dim]).astype(np.float32)
+            for i in model.graph.input}
+    with_names = onnxruntime.InferenceSession(str(path)).run(None, feed)
+    for node in nodes:
+        kept = [a for a in node.attribute if a.name not in PLUGIN_ATTRIBUTES]
+        del node.attribute[:]
+        node.attribute.extend(kept)
+    stripped = tmp_path / "bundle" / "stages" / "stripped.onnx"
+    onnx.save(model, stripped)
+    without = onnxruntime.InferenceSession(str(stripped)).run(None, feed)
+    assert all(np.array_equal(a, b) for a, b in zip(with_names, without, strict=True))
