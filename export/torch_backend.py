@@ -128,6 +128,8 @@ def _content(array: np.ndarray) -> tuple:
 
 
 class _ModuleRunner(StageRunner):
+    """The stage module on the backend's device; held inputs and kept outputs stay there as tensors."""
+
     def __init__(self, name: str, graph: StageGraph, module: torch.nn.Module, device: torch.device, tf32: bool):
         super().__init__(name, graph)
         self._module = module
@@ -135,12 +137,24 @@ class _ModuleRunner(StageRunner):
         self._tf32 = tf32
 
     def _run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        inputs = [torch.from_numpy(feed[spec.name]).to(self._device) for spec in self.graph.inputs]
+        outputs = self._device_run({name: self._device_put(array) for name, array in feed.items()})
+        return {name: self._device_get(tensor) for name, tensor in outputs.items()}
+
+    def _device_put(self, array: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(array)).to(self._device, copy=True)
+
+    def _device_get(self, tensor: torch.Tensor) -> np.ndarray:
+        return tensor.cpu().numpy()
+
+    def _device_run(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         with torch.no_grad(), _tf32(self._tf32):
-            outputs = self._module(*inputs)
+            outputs = self._module(*(inputs[spec.name] for spec in self.graph.inputs))
         if isinstance(outputs, torch.Tensor):
             outputs = (outputs,)
-        return {spec.name: tensor.cpu().numpy() for spec, tensor in zip(self.graph.outputs, outputs, strict=True)}
+        return {spec.name: tensor for spec, tensor in zip(self.graph.outputs, outputs, strict=True)}
+
+    def _device_write(self, tensor: torch.Tensor, index, values: np.ndarray) -> None:
+        tensor[index] = self._device_put(values)
 
 
 @contextlib.contextmanager

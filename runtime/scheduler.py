@@ -89,6 +89,12 @@ class _PassWalk:
         return np.concatenate(self.near) if self.near else np.empty(0, np.int64)
 
 
+def _check_finite(stage: str, outputs: dict[str, np.ndarray]) -> None:
+    for name, array in outputs.items():
+        if not np.all(np.isfinite(array)):
+            raise BackendError(f"stage {stage} produced non-finite values in {name!r}")
+
+
 class DivergenceError(BitstreamError):
     """Decoded symbols differ from the encoder's although the bytes are intact."""
 
@@ -133,13 +139,14 @@ class TileCoder:
             s.name: {spec.name: spec.shape for spec in bucket.stages[s.name].inputs} for s in self.schedule.steps
         }
 
-    def _run(self, stage: str, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _runner(self, stage: str) -> StageRunner:
         if stage not in self._runners:
             self._runners[stage] = self.backend.load(self.bundle, stage, self.bucket.stages[stage])
-        outputs = self._runners[stage].run(feed)
-        for name, array in outputs.items():
-            if not np.all(np.isfinite(array)):
-                raise BackendError(f"stage {stage} produced non-finite values in {name!r}")
+        return self._runners[stage]
+
+    def _run(self, stage: str, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        outputs = self._runner(stage).run(feed)
+        _check_finite(stage, outputs)
         return outputs
 
     def _round(self, values: np.ndarray) -> np.ndarray:
@@ -183,18 +190,7 @@ class TileCoder:
                 mask = self._masks[step.name]
                 decide(outputs["scales"][0][:, mask], outputs["means"][0][:, mask], (slice(start, stop), mask))
             else:
-                caches = {name: np.zeros(self._input_shapes[step.name][name], np.float32) for name in step.caches}
-                feed = {name: state[name] for name in step.reads}
-                width = self.y_shape[3]
-                for position in range(self.y_shape[2] * width):
-                    outputs = self._run(step.name, {**feed, RASTER_POSITION: np.array([position]), **caches})
-                    row = int(outputs[RASTER_ROW_INDEX][0])
-                    for name, cache in caches.items():
-                        if not 0 <= row < cache.shape[-2]:
-                            raise BackendError(f"stage {step.name} put a cache row at {row}, outside its "
-                                               f"{cache.shape[-2]} rows")
-                        cache[..., row, :] = outputs[f"{name}_row"]
-                    decide(outputs["scales"][0], outputs["means"][0], (slice(start, stop), *divmod(position, width)))
+                self._raster(step, state, decide)
             if walk.pinned is None:
                 positions = walk.recorded()
                 batches.insert(side_at, partial(encode_side_stream, positions=positions, size=size))
@@ -202,6 +198,33 @@ class TileCoder:
                 positions = walk.pinned
             yield CodedPass(step.name, np.concatenate(walk.symbols), np.concatenate(walk.codes), walk.bits,
                             side_stream_bits(positions, size), positions.size)
+
+    def _raster(self, step, state: dict[str, np.ndarray], decide: Callable) -> None:
+        """One position per run of the step graph, its inputs and key/value caches held on the backend's
+        device: per position only the position and the new ŷ values go there, and only the entropy
+        parameters come back; each run's cache rows are stored into the caches where they are."""
+        runner = self._runner(step.name)
+        start, stop = step.channels
+        width = self.y_shape[3]
+        runner.hold({**{name: state[name] for name in step.reads},
+                     **{name: np.zeros(self._input_shapes[step.name][name], np.float32) for name in step.caches}})
+        try:
+            for position in range(self.y_shape[2] * width):
+                outputs = runner.step({RASTER_POSITION: np.array([position])},
+                                      fetch=("scales", "means", RASTER_ROW_INDEX))
+                _check_finite(step.name, outputs)
+                row = int(outputs[RASTER_ROW_INDEX][0])
+                for name in step.caches:
+                    if not 0 <= row < self._input_shapes[step.name][name][-2]:
+                        raise BackendError(f"stage {step.name} put a cache row at {row}, outside its "
+                                           f"{self._input_shapes[step.name][name][-2]} rows")
+                    runner.store(f"{name}_row", name, (..., row, slice(None)))
+                index = (slice(start, stop), *divmod(position, width))
+                decide(outputs["scales"][0], outputs["means"][0], index)
+                if "y_hat" in step.reads:
+                    runner.write("y_hat", (0, *index), state["y_hat"][0][index])
+        finally:
+            runner.release()
 
     def _code_batch(self, walk: _PassWalk, scales: np.ndarray, means: np.ndarray, index, code: Callable,
                     batches: list, y_hat: np.ndarray) -> None:
