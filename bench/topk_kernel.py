@@ -88,7 +88,7 @@ def main(argv=None) -> int:
                     dense = measure(partial(eager_topk_attention, q, k, v, table, start, *attributes.values()),
                                     *((args.repeats,) if tokens < 10_000 else (1, 0)))
                 row = {"image": image, "tokens": tokens, "heads": HEADS, "head_dim": HEAD_DIM, "topk": TOPK,
-                       "dtype": str(dtype).removeprefix("torch."), "mask": mask, "tiles": TILES[dtype],
+                       "dtype": str(dtype).removeprefix("torch."), "mask": mask, "tiles": TILES[str(dtype).removeprefix("torch.")],
                        "fused": fused, "dense": dense}
                 if fused["ms"] and dense["ms"]:
                     row["speedup"] = dense["ms"] / fused["ms"]

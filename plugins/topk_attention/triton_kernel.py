@@ -20,7 +20,6 @@ tensor cores; both accumulate and take the softmax in float32.
 
 from __future__ import annotations
 
-import torch
 import triton
 import triton.language as tl
 
@@ -30,7 +29,7 @@ NEGATIVE = tl.constexpr(-3.4028234663852886e38)
 MAX_TOPK = 64
 #: (BLOCK_M, BLOCK_N, warps) by input type: the fastest of bench/topk_kernel.py's sweep on an H200 at N = 1536
 #: (bench/results/topk-kernel-h200.json).
-TILES = {torch.float32: (16, 64, 4), torch.float16: (64, 64, 4)}
+TILES = {"float32": (16, 64, 4), "float16": (64, 64, 4)}
 
 
 @triton.jit
@@ -68,12 +67,15 @@ def _logits(q, position, outside, K, key_base, block_start, n_keys, token, scale
 
 
 @triton.jit
-def topk_attention_kernel(Q, K, V, TABLE, QUERY_START, OUT, THRESHOLD, n_queries, n_keys, scale,
+def topk_attention_kernel(Q, K, V, TABLE, QUERY_START, n_queries, n_keys, OUT, THRESHOLD, SCALE: tl.constexpr,
                           HEAD_DIM: tl.constexpr, D_PAD: tl.constexpr, TOPK: tl.constexpr, TOPK_PAD: tl.constexpr,
                           POSITIONS: tl.constexpr, P2_PAD: tl.constexpr, WIDTH: tl.constexpr, MASK: tl.constexpr,
                           BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, PRECISION: tl.constexpr,
                           STORE_THRESHOLD: tl.constexpr):
-    """Grid (⌈Nq / BLOCK_M⌉, B·heads); q, k, v contiguous (B·heads, N, HEAD_DIM), table (P², HEAD_DIM)."""
+    """Grid (⌈Nq / BLOCK_M⌉, B·heads); q, k, v contiguous (B·heads, N, HEAD_DIM), table (P², HEAD_DIM).
+
+    Inputs, then integer sizes, then outputs: the order a TensorRT ahead-of-time plugin launches a kernel
+    with (THRESHOLD is None there, and the float attribute a constant)."""
     head = tl.program_id(1).to(tl.int64)
     rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     dims = tl.arange(0, D_PAD)
@@ -98,7 +100,7 @@ def topk_attention_kernel(Q, K, V, TABLE, QUERY_START, OUT, THRESHOLD, n_queries
     smallest, smallest_at = tl.min(best, axis=1, return_indices=True)
     columns = tl.arange(0, BLOCK_N)
     for block_start in range(0, n_keys, BLOCK_N):
-        logits = _logits(q, position, outside, K, key_base, block_start, n_keys, token, scale, HEAD_DIM, D_PAD,
+        logits = _logits(q, position, outside, K, key_base, block_start, n_keys, token, SCALE, HEAD_DIM, D_PAD,
                          BLOCK_M, BLOCK_N, POSITIONS, WIDTH, MASK, PRECISION)
         largest, largest_at = tl.max(logits, axis=1, return_indices=True)
         while tl.max((largest > smallest).to(tl.int32), axis=0) > 0:
@@ -116,7 +118,7 @@ def topk_attention_kernel(Q, K, V, TABLE, QUERY_START, OUT, THRESHOLD, n_queries
     total = tl.zeros((BLOCK_M,), tl.float32)
     acc = tl.zeros((BLOCK_M, D_PAD), tl.float32)
     for block_start in range(0, n_keys, BLOCK_N):
-        logits = _logits(q, position, outside, K, key_base, block_start, n_keys, token, scale, HEAD_DIM, D_PAD,
+        logits = _logits(q, position, outside, K, key_base, block_start, n_keys, token, SCALE, HEAD_DIM, D_PAD,
                          BLOCK_M, BLOCK_N, POSITIONS, WIDTH, MASK, PRECISION)
         keys = block_start + tl.arange(0, BLOCK_N)
         kept = tl.where((logits >= kth[:, None]) & (keys[None, :] < n_keys), logits, float("-inf"))
@@ -134,41 +136,51 @@ def topk_attention_kernel(Q, K, V, TABLE, QUERY_START, OUT, THRESHOLD, n_queries
              out.to(OUT.dtype.element_ty), mask=row_ok[:, None] & dim_ok[None, :])
 
 
-def kernel_constants(dtype: torch.dtype, *, head_dim: int, topk: int, positions: int, width: int, mask: int,
+def kernel_constants(dtype: str, *, head_dim: int, topk: int, scale: float, positions: int, width: int, mask: int,
                      tiles: tuple[int, int, int] | None = None, float32_products: str = "ieee",
                      store_threshold: bool = False) -> tuple[dict, int]:
-    """The kernel's compile-time constants for one op (its attributes, q's type and head size), and its warps.
+    """The kernel's compile-time constants for one op (its attributes, q's type ``float32`` or ``float16`` and
+    head size), and its warps.
 
     ``float32_products``: Triton's ``input_precision`` for float32 inputs, ``ieee`` or ``tf32x3`` (three
     TF32 tensor-core products, about float32's accuracy)."""
     block_m, block_n, warps = tiles or TILES[dtype]
     return dict(
-        HEAD_DIM=head_dim, D_PAD=max(16, triton.next_power_of_2(head_dim)), TOPK=topk,
+        SCALE=float(scale), HEAD_DIM=head_dim, D_PAD=max(16, triton.next_power_of_2(head_dim)), TOPK=topk,
         TOPK_PAD=triton.next_power_of_2(topk), POSITIONS=positions,
         P2_PAD=max(16, triton.next_power_of_2(positions * positions)), WIDTH=width, MASK=mask,
-        BLOCK_M=block_m, BLOCK_N=block_n, PRECISION=float32_products if dtype == torch.float32 else "tf32",
+        BLOCK_M=block_m, BLOCK_N=block_n, PRECISION=float32_products if dtype == "float32" else "tf32",
         STORE_THRESHOLD=store_threshold,
     ), warps
 
 
-def compile_kernel(dtype: torch.dtype, arch: int = 90, **attributes):
-    """The kernel compiled ahead of time for a CUDA architecture (``90``: Hopper) without a GPU:
-    ``.asm["ptx"]``, ``.asm["cubin"]``, ``.metadata`` (shared memory, warps). ``attributes`` as for
-    :func:`kernel_constants`. Needs a compiling Triton (not ``TRITON_INTERPRET=1``)."""
+def _signature(dtype: str, constants: dict) -> dict:
+    element = {"float32": "fp32", "float16": "fp16"}[dtype]
+    return {**dict.fromkeys(("Q", "K", "V", "TABLE"), f"*{element}"), "QUERY_START": "*i64", "n_queries": "i32",
+            "n_keys": "i32", "OUT": f"*{element}", "THRESHOLD": "constexpr", **dict.fromkeys(constants, "constexpr")}
+
+
+def compile_kernel(dtype: str, arch: int = 90, **attributes):
+    """The kernel (without thresholds) compiled ahead of time for a CUDA architecture (``90``: Hopper), with
+    or without a GPU: ``.asm["ptx"]``, ``.metadata`` (name, shared memory, warps). ``attributes`` as for
+    :func:`kernel_constants`; its launch grid is :func:`grid`. Needs a compiling Triton (not
+    ``TRITON_INTERPRET=1``)."""
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
     constants, warps = kernel_constants(dtype, **attributes)
-    element = {torch.float32: "fp32", torch.float16: "fp16"}[dtype]
-    signature = {**dict.fromkeys(("Q", "K", "V", "TABLE"), f"*{element}"), "QUERY_START": "*i64",
-                 "OUT": f"*{element}", "THRESHOLD": "*fp32", "n_queries": "i32", "n_keys": "i32", "scale": "fp32",
-                 **dict.fromkeys(constants, "constexpr")}
-    source = ASTSource(fn=topk_attention_kernel, signature=signature, constexprs=constants)
+    source = ASTSource(fn=topk_attention_kernel, signature=_signature(dtype, constants),
+                       constexprs={**constants, "THRESHOLD": None})
     return triton.compile(source, target=GPUTarget("cuda", arch, 32), options={"num_warps": warps})
 
 
-def fused_topk_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, table: torch.Tensor,
-                         query_start: torch.Tensor, *, topk: int, scale: float, positions: int, width: int,
+def grid(queries, batch_heads, constants: dict) -> tuple:
+    """Programs: (⌈queries / BLOCK_M⌉, batch · heads); works on ints and on TensorRT's shape expressions."""
+    block = constants["BLOCK_M"]
+    return (queries + block - 1) // block, batch_heads
+
+
+def fused_topk_attention(q, k, v, table, query_start, *, topk: int, scale: float, positions: int, width: int,
                          mask: int, tiles: tuple[int, int, int] | None = None, float32_products: str = "ieee",
                          return_threshold: bool = False):
     """Top-k attention of q (B, heads, Nq, d) over k, v (B, heads, Nk, d), as :func:`reference.topk_attention`.
@@ -183,19 +195,20 @@ def fused_topk_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, tabl
         raise ValueError(f"topk {topk} is outside 1..{MAX_TOPK}, what the kernel keeps in registers")
     if mask not in MASKS.values():
         raise ValueError(f"unknown mask {mask}")
+    import torch
+
     if q.dtype not in (torch.float32, torch.float16) or not q.dtype == k.dtype == v.dtype == table.dtype:
         dtypes = ", ".join(str(t.dtype) for t in (q, k, v, table))
         raise TypeError(f"q, k, v and table must share float32 or float16, not {dtypes}")
     batch, heads, n_queries, head_dim = q.shape
     n_keys = k.shape[2]
     out = q.new_empty(batch, heads, n_queries, head_dim)
-    threshold = q.new_empty(batch, heads, n_queries, dtype=torch.float32) if return_threshold else out
-    constants, warps = kernel_constants(q.dtype, head_dim=head_dim, topk=topk, positions=positions, width=width,
-                                        mask=mask, tiles=tiles, float32_products=float32_products,
-                                        store_threshold=return_threshold)
-    grid = (triton.cdiv(n_queries, constants["BLOCK_M"]), batch * heads)
-    topk_attention_kernel[grid](
-        q.contiguous(), k.contiguous(), v.contiguous(), table.contiguous(), query_start, out, threshold,
-        n_queries, n_keys, float(scale), **constants, num_warps=warps,
+    threshold = q.new_empty(batch, heads, n_queries, dtype=torch.float32) if return_threshold else None
+    constants, warps = kernel_constants(str(q.dtype).removeprefix("torch."), head_dim=head_dim, topk=topk,
+                                        scale=scale, positions=positions, width=width, mask=mask, tiles=tiles,
+                                        float32_products=float32_products, store_threshold=return_threshold)
+    topk_attention_kernel[grid(n_queries, batch * heads, constants)](
+        q.contiguous(), k.contiguous(), v.contiguous(), table.contiguous(), query_start, n_queries, n_keys,
+        out, threshold if return_threshold else None, **constants, num_warps=warps,
     )
     return (out, threshold) if return_threshold else out

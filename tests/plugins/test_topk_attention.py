@@ -75,7 +75,8 @@ def test_export_keeps_the_op_whole():
     (node,) = [n for n in model.graph.node if n.domain == DOMAIN]
     assert node.op_type == OP_TYPE
     assert {a.name: helper.get_attribute_value(a) for a in node.attribute} == {
-        "topk": 4, "scale": 0.5, "positions": 5, "width": 5, "mask": MASKS["anchors"]}
+        "topk": 4, "scale": 0.5, "positions": 5, "width": 5, "mask": MASKS["anchors"],
+        "plugin_namespace": b"licrt", "plugin_version": b"1"}
     add_function(model)
     session = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     feed = {i.name: a.numpy() for i, a in zip(session.get_inputs(), args, strict=True)}
