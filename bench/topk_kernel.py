@@ -87,9 +87,9 @@ def main(argv=None) -> int:
                 if tokens < 10_000 or mask == "none":  # once at 4K: its N×N tensors take seconds
                     dense = measure(partial(eager_topk_attention, q, k, v, table, start, *attributes.values()),
                                     *((args.repeats,) if tokens < 10_000 else (1, 0)))
+                name = str(dtype).removeprefix("torch.")
                 row = {"image": image, "tokens": tokens, "heads": HEADS, "head_dim": HEAD_DIM, "topk": TOPK,
-                       "dtype": str(dtype).removeprefix("torch."), "mask": mask, "tiles": TILES[str(dtype).removeprefix("torch.")],
-                       "fused": fused, "dense": dense}
+                       "dtype": name, "mask": mask, "tiles": TILES[name], "fused": fused, "dense": dense}
                 if fused["ms"] and dense["ms"]:
                     row["speedup"] = dense["ms"] / fused["ms"]
                 if tokens < 10_000:

@@ -6,6 +6,7 @@ Without ``--bundle`` the default bundle shipped with licrt is used. Example::
     licrt decompress photo.lic photo.png
     licrt info photo.lic
     licrt eval kodak/ --bundle q1 --bundle q2 --bundle q3 --out eval/
+    licrt build-engines bundle/   # then: licrt compress --bundle bundle/ --backend tensorrt ...
 """
 
 from __future__ import annotations
@@ -126,6 +127,21 @@ def evaluate(args) -> None:
     print(f"wrote {args.out / report.RESULTS}, {args.out / report.SUMMARY}, {args.out / report.PLOT}")
 
 
+def build_engines(args) -> None:
+    from tqdm import tqdm
+
+    from .backends.tensorrt import TensorRTBackend, stage_graphs
+    from .bundle import DEFAULT_BUNDLE, Bundle
+
+    backend = TensorRTBackend(cache=args.cache, timing_cache=args.timing_cache)
+    bundle = Bundle.open(args.bundle or DEFAULT_BUNDLE)
+    graphs = list(stage_graphs(bundle))
+    cached = sum(backend.plan_path(bundle, graph).is_file() for _, graph in graphs)
+    for _, graph in tqdm(graphs, desc="build-engines", unit="engine"):
+        backend.build(bundle, graph)
+    print(f"{len(graphs)} engines for {backend.profile} ({cached} were cached) in {backend.cache}")
+
+
 def _count(text: str) -> int:
     """A positive count, written plainly or as a power of two (2**28)."""
     base, _, exponent = text.partition("**")
@@ -177,6 +193,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--limit", type=int, help="only the first N images")
     sub.add_argument("--backend", default="auto", metavar="NAME", help=backend_help)
     sub.set_defaults(function=evaluate)
+
+    sub = commands.add_parser("build-engines", help="build a bundle's TensorRT engines (needs licrt[gpu])",
+                              description="Build one TensorRT plan per stage graph and bucket, for this GPU and "
+                                          "TensorRT, into the engine cache; --backend tensorrt then uses them. "
+                                          "Precision is the graphs' own (strongly typed networks).")
+    sub.add_argument("bundle", type=Path, nargs="?", help="bundle written by export-onnx (default: licrt's own)")
+    sub.add_argument("--cache", type=Path, help="engine folder (default: $LICRT_ENGINE_CACHE or "
+                                                "~/.cache/licrt/engines)")
+    sub.add_argument("--timing-cache", type=Path, metavar="PATH",
+                     help="TensorRT timing cache to read and update (faster rebuilds on this GPU)")
+    sub.set_defaults(function=build_engines)
     return parser
 
 

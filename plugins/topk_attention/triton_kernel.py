@@ -160,18 +160,19 @@ def _signature(dtype: str, constants: dict) -> dict:
             "n_keys": "i32", "OUT": f"*{element}", "THRESHOLD": "constexpr", **dict.fromkeys(constants, "constexpr")}
 
 
-def compile_kernel(dtype: str, arch: int = 90, **attributes):
-    """The kernel (without thresholds) compiled ahead of time for a CUDA architecture (``90``: Hopper), with
-    or without a GPU: ``.asm["ptx"]``, ``.metadata`` (name, shared memory, warps). ``attributes`` as for
-    :func:`kernel_constants`; its launch grid is :func:`grid`. Needs a compiling Triton (not
-    ``TRITON_INTERPRET=1``)."""
+def compile_kernel(dtype: str, arch: int | None = None, **attributes):
+    """The kernel (without thresholds) compiled ahead of time for a CUDA architecture (``90``: Hopper; default:
+    this machine's GPU's), with or without a GPU: ``.asm["ptx"]``, ``.metadata`` (name, shared memory,
+    warps). ``attributes`` as for :func:`kernel_constants`; its launch grid is :func:`grid`. Needs a compiling
+    Triton (not ``TRITON_INTERPRET=1``)."""
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
     constants, warps = kernel_constants(dtype, **attributes)
     source = ASTSource(fn=topk_attention_kernel, signature=_signature(dtype, constants),
                        constexprs={**constants, "THRESHOLD": None})
-    return triton.compile(source, target=GPUTarget("cuda", arch, 32), options={"num_warps": warps})
+    target = triton.runtime.driver.active.get_current_target() if arch is None else GPUTarget("cuda", arch, 32)
+    return triton.compile(source, target=target, options={"num_warps": warps})
 
 
 def grid(queries, batch_heads, constants: dict) -> tuple:

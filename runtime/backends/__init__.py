@@ -15,6 +15,8 @@ from .base import Backend, StageRunner
 #: Always there: ``auto`` picks the fastest that runs here; ``onnxruntime-noopt``
 #: runs the graphs as exported, without ONNX Runtime's fusions (other floats).
 BUILTIN_BACKENDS = ("auto", "onnxruntime", "onnxruntime-noopt")
+#: Part of licrt, usable where its optional dependencies are (``licrt[gpu]``).
+TENSORRT = "tensorrt"
 #: ``perturbed:EPSILON[:BACKEND]`` nudges every float BACKEND computes by up to
 #: EPSILON relative (see :mod:`.perturbed`): a test of the guard.
 PERTURBED = "perturbed"
@@ -22,7 +24,7 @@ PERTURBED = "perturbed"
 
 def backend_names() -> tuple[str, ...]:
     """Names :func:`open_backend` takes: the built-in ones and those registered."""
-    return (*BUILTIN_BACKENDS, *sorted(entry.name for entry in entry_points(group="licrt.backends")))
+    return (*BUILTIN_BACKENDS, TENSORRT, *sorted(entry.name for entry in entry_points(group="licrt.backends")))
 
 
 def open_backend(name: str = "auto") -> Backend:
@@ -38,6 +40,10 @@ def open_backend(name: str = "auto") -> Backend:
         from .onnxruntime import OnnxRuntimeBackend
 
         return OnnxRuntimeBackend(graph_optimization="disabled" if name.endswith("noopt") else "all")
+    if name == TENSORRT:
+        from .tensorrt import TensorRTBackend
+
+        return TensorRTBackend()
     if name.startswith(f"{PERTURBED}:"):
         from .perturbed import PerturbedBackend
 
