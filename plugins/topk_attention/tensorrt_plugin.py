@@ -9,7 +9,8 @@ use it instead of inlining the op's ONNX function. Importing this module
 registers the plugin.
 """
 
-from __future__ import annotations
+# No ``from __future__ import annotations``: tensorrt.plugin checks the functions' type hints as objects.
+from typing import List, Tuple, Union  # noqa: UP035  (the forms tensorrt.plugin documents and checks)
 
 import tensorrt as trt
 import tensorrt.plugin as trtp
@@ -31,7 +32,7 @@ def describe(q: trtp.TensorDesc, k: trtp.TensorDesc, v: trtp.TensorDesc, table: 
 
 @trtp.autotune(PLUGIN_ID)
 def formats(q: trtp.TensorDesc, k: trtp.TensorDesc, v: trtp.TensorDesc, table: trtp.TensorDesc,
-            query_start: trtp.TensorDesc, outputs: tuple[trtp.TensorDesc]) -> list[trtp.AutoTuneCombination]:
+            query_start: trtp.TensorDesc, outputs: Tuple[trtp.TensorDesc]) -> List[trtp.AutoTuneCombination]:
     """q, k, v, table and the output share float32 or float16; query_start is int64; all linear."""
     return [trtp.AutoTuneCombination("FP32|FP16, FP32|FP16, FP32|FP16, FP32|FP16, INT64, FP32|FP16", "LINEAR")]
 
@@ -39,7 +40,8 @@ def formats(q: trtp.TensorDesc, k: trtp.TensorDesc, v: trtp.TensorDesc, table: t
 @trtp.aot_impl(PLUGIN_ID)
 def compiled(q: trtp.TensorDesc, k: trtp.TensorDesc, v: trtp.TensorDesc, table: trtp.TensorDesc,
              query_start: trtp.TensorDesc, topk: int, scale: float, positions: int, width: int, mask: int,
-             outputs: tuple[trtp.TensorDesc], tactic: int):
+             outputs: Tuple[trtp.TensorDesc], tactic: int,
+             ) -> Tuple[Union[str, bytes], Union[str, bytes], trtp.KernelLaunchParams, trtp.SymExprs]:
     """Kernel name, PTX, launch and the kernel's integer arguments (query and key counts)."""
     dims = [q.shape_expr[i] for i in range(4)] + [k.shape_expr[2]]
     if not all(dim.is_constant for dim in dims):
