@@ -159,8 +159,8 @@ def test_compiles_for_hopper(dtype):
     """Triton compiles the kernel for a GPU it need not see: what the interpreter does not check (constexpr
     rules, types, layouts) fails here, on any machine. In a process of its own, without the interpreter."""
     script = ("from licrt.plugins.topk_attention.triton_kernel import compile_kernel; "
-              f"k = compile_kernel('{dtype}', head_dim=64, topk=32, scale=0.05, positions=7, width=48, mask=2); "
-              "print(k.metadata.shared, '.entry topk_attention_kernel' in k.asm['ptx'])")
+              f"k = compile_kernel('{dtype}', arch=90, head_dim=64, topk=32, scale=0.05, positions=7, width=48, "
+              "mask=2); print(k.metadata.shared, '.entry topk_attention_kernel' in k.asm['ptx'])")
     environment = {name: value for name, value in os.environ.items() if name != "TRITON_INTERPRET"}
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=environment)
     assert result.returncode == 0, result.stderr[-2000:]
