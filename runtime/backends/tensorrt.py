@@ -90,10 +90,10 @@ class TensorRTBackend(Backend):
         polygraphy = self._polygraphy
         if _uses_topk_attention(bundle, graph):
             import licrt.plugins.topk_attention.tensorrt_plugin  # noqa: F401  (registers the plugin)
-        network = polygraphy.network_from_onnx_path(str(bundle.path(graph.file)),
-                                                    strongly_typed=BUILDER["strongly_typed"])
         config = polygraphy.CreateConfig(tf32=BUILDER["tf32"], load_timing_cache=self.timing_cache)
         try:
+            network = polygraphy.network_from_onnx_path(str(bundle.path(graph.file)),
+                                                        strongly_typed=BUILDER["strongly_typed"])
             engine = polygraphy.engine_from_network(network, config=config, save_timing_cache=self.timing_cache)
         except Exception as exc:  # polygraphy and TensorRT raise their own untyped errors
             raise BackendError(f"TensorRT could not build {graph.file}: {exc}") from None
