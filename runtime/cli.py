@@ -34,8 +34,9 @@ def compress(args) -> None:
     from PIL import Image
 
     from .container import Header
-    from .images import write_atomic
+    from .images import check_output, write_atomic
 
+    check_output(args.output, args.input, args.force)
     Image.MAX_IMAGE_PIXELS = None  # licrt holds the image to --max-pixels itself, before decoding its pixels
     data = _open_codec(args).compress(args.input, progress=True)
     write_atomic(args.output, data)
@@ -45,9 +46,10 @@ def compress(args) -> None:
 
 
 def decompress(args) -> None:
-    from .images import encode_image, image_format, write_atomic
+    from .images import check_output, encode_image, image_format, write_atomic
 
     image_format(args.output)  # an unknown extension fails before any decoding
+    check_output(args.output, args.input, args.force)
     image = _open_codec(args).decompress(args.input, progress=True)
     write_atomic(args.output, encode_image(image, args.output))
     print(f"{args.output}: {image.shape[1]}x{image.shape[0]}")
@@ -167,6 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("input", type=Path, help=input_help)
         if output_help:
             sub.add_argument("output", type=Path, help=output_help)
+            sub.add_argument("--force", action="store_true", help="overwrite the output if it exists "
+                                                                   "(never the input)")
         sub.add_argument("--bundle", type=Path, help="bundle written by export-onnx (default: licrt's own)")
         sub.add_argument("--backend", default="auto", metavar="NAME", help=backend_help)
         sub.add_argument("--max-pixels", type=_count, default=DEFAULT_MAX_PIXELS, metavar="N",

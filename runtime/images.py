@@ -117,6 +117,26 @@ def image_format(path: Path) -> str:
     return formats[extension]
 
 
+def check_output(output: Path, source: Path, force: bool = False) -> None:
+    """Before any work: refuse an output that is the source, that exists (unless ``force``), or whose folder
+    is missing or not writable.
+
+    Raises:
+        LicrtError: saying which.
+    """
+    if output.exists() and source.exists() and os.path.samefile(output, source):
+        raise LicrtError(f"{output} is the input file; write the output elsewhere")
+    if output.is_dir():
+        raise LicrtError(f"{output} is a folder; give a file name")
+    if output.exists() and not force:
+        raise LicrtError(f"{output} exists; add --force to overwrite it")
+    folder = output.parent
+    if not folder.is_dir():
+        raise LicrtError(f"cannot write {output}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise LicrtError(f"cannot write {output}: folder {folder} is not writable")
+
+
 def write_atomic(path: str | Path, data: bytes) -> None:
     """Write bytes to path via a temporary file and a rename.
 

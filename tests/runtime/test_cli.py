@@ -139,3 +139,33 @@ def test_limits_are_checked_before_the_work(compressed, tiny_bundle, tmp_path):
                          "--max-tiles", "2**1", cwd=tmp_path)
     assert code == 1 and "coded in 4 tiles, more than the limit of 2" in err, err
     assert not list(tmp_path.iterdir())
+
+
+def test_outputs_never_overwrite_the_input_nor_silently_an_existing_file(compressed, tiny_bundle, tmp_path):
+    image = tmp_path / "photo.png"
+    image.write_bytes((DATA / "house_96x64.png").read_bytes())
+    original = image.read_bytes()
+    for extra in ([], ["--force"]):
+        code, out, err = licrt("compress", image, image, "--bundle", tiny_bundle.root, *extra, cwd=tmp_path)
+        assert code == 1 and "is the input file" in err and err.count("\n") == 1
+        assert image.read_bytes() == original
+    existing = tmp_path / "kept.lic"
+    existing.write_bytes(b"mine")
+    code, out, err = licrt("compress", image, existing, "--bundle", tiny_bundle.root, cwd=tmp_path)
+    assert code == 1 and "exists; add --force" in err and existing.read_bytes() == b"mine"
+    code, out, err = licrt("compress", image, existing, "--bundle", tiny_bundle.root, "--force", cwd=tmp_path)
+    assert code == 0, err
+    assert existing.read_bytes()[:4] != b"mine"
+    code, out, err = licrt("decompress", compressed, tmp_path / "photo.png", "--bundle", tiny_bundle.root,
+                           cwd=tmp_path)
+    assert code == 1 and "exists; add --force" in err and image.read_bytes() == original
+
+
+@pytest.mark.parametrize("command", ["compress", "decompress"])
+def test_a_missing_output_folder_is_reported_before_any_work(command, compressed, tiny_bundle, tmp_path):
+    source = DATA / "house_96x64.png" if command == "compress" else compressed
+    output = tmp_path / "missing" / ("out.lic" if command == "compress" else "out.png")
+    code, out, err = licrt(command, source, output, "--bundle", tiny_bundle.root, "--backend", "no-such-backend",
+                           cwd=tmp_path)
+    # the folder is checked before the backend is even opened
+    assert code == 1 and f"folder {output.parent} does not exist" in err and err.count("\n") == 1
