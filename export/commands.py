@@ -1,0 +1,33 @@
+"""The ``export-onnx`` and ``licrt-train`` commands' entry points: one clear line where ``licrt[export]``
+(torch, onnx, onnxscript) is not installed, instead of an import traceback."""
+
+from __future__ import annotations
+
+import sys
+
+#: What the export side needs beyond the runtime.
+NEEDS = ("torch", "onnx", "onnxscript")
+
+
+def export_onnx() -> int:
+    try:
+        from .cli import main
+    except ImportError as exc:
+        return _not_installed("export-onnx", exc)
+    return main()
+
+
+def train() -> int:
+    try:
+        from .train import main
+    except ImportError as exc:
+        return _not_installed("licrt-train", exc)
+    return main()
+
+
+def _not_installed(command: str, exc: ImportError) -> int:
+    if exc.name not in NEEDS:
+        raise exc
+    print(f"{command}: error: {exc.name} is not installed; {command} needs licrt's export extra: "
+          "pip install torch==2.13.0 'licrt[export]'", file=sys.stderr)
+    return 1
