@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageError, LicrtError, LimitError
 from .limits import Limits
@@ -24,19 +24,30 @@ IMAGE_EXTENSIONS = (".bmp", ".jpeg", ".jpg", ".png", ".ppm", ".tif", ".tiff", ".
 
 #: Pillow modes that convert to RGB without losing information.
 _CONVERTIBLE_MODES = {"RGB", "L", "P", "CMYK", "YCbCr", "1"}
+#: Pillow's modes of images with an alpha channel.
+_ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
+#: 16-bit gray (Pillow reads 16-bit RGB as 8-bit RGB, keeping each sample's high byte; licrt does the same here).
+_GRAY_16 = {"I;16", "I;16B", "I;16L", "I"}
+#: The EXIF orientation tag, and its values that turn the image a quarter (its width becomes its height).
+ORIENTATION = 0x0112
+_QUARTER_TURNS = {5, 6, 7, 8}
 
 
 def read_image(path: str | Path, check_size: Callable[[int, int], object] | None = None) -> np.ndarray:
-    """Read an image file as an (H, W, 3) uint8 RGB array.
+    """Read an image file as an (H, W, 3) uint8 RGB array, upright.
+
+    As photos come: the EXIF orientation is applied; an alpha channel that is
+    opaque everywhere is dropped; 16-bit samples keep their high byte (licrt
+    codes 8 bits per sample); gray becomes R = G = B.
 
     Args:
-        check_size: Called with the image's height and width as its header
-            states them, before its pixels are decoded; raises to refuse it.
-            By default the pixel count is held to :class:`Limits`' default.
+        check_size: Called with the image's height and width as it will be
+            coded (oriented), before its pixels are decoded; raises to refuse
+            it. By default the pixel count is held to :class:`Limits`' default.
 
     Raises:
-        ImageError: the file is missing or unreadable, or it has an alpha
-            channel or more than 8 bits per sample (licrt would lose them).
+        ImageError: the file is missing or unreadable, has transparent
+            pixels, or a pixel mode licrt does not read.
         LimitError: the image is over the limits.
     """
     path = Path(path)
@@ -46,17 +57,11 @@ def read_image(path: str | Path, check_size: Callable[[int, int], object] | None
             image = Image.open(path)
         with image:
             width, height = image.size
+            if image.getexif().get(ORIENTATION) in _QUARTER_TURNS:
+                width, height = height, width
             (check_size or Limits().check_pixels)(height, width)
-            if image.mode in ("RGBA", "LA", "PA") or (
-                image.mode == "P" and "transparency" in image.info
-            ):
-                raise ImageError(f"{path}: images with an alpha channel are not supported")
-            if image.mode not in _CONVERTIBLE_MODES:
-                raise ImageError(
-                    f"{path}: pixel mode {image.mode} is not supported (8-bit RGB or gray only)"
-                )
             image.load()
-            return np.asarray(image.convert("RGB"), dtype=np.uint8)
+            return np.asarray(_to_rgb(ImageOps.exif_transpose(image), path), dtype=np.uint8)
     except FileNotFoundError:
         raise ImageError(f"{path}: no such file") from None
     except IsADirectoryError:
@@ -67,6 +72,22 @@ def read_image(path: str | Path, check_size: Callable[[int, int], object] | None
         raise LimitError(f"{path}: {exc} (Pillow's limit, PIL.Image.MAX_IMAGE_PIXELS)") from None
     except (OSError, ValueError) as exc:
         raise ImageError(f"{path}: cannot read image ({exc})") from None
+
+
+def _to_rgb(image: Image.Image, path: Path) -> Image.Image:
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in _ALPHA_MODES:
+        low, _ = image.getchannel("A").getextrema()
+        if low < 255:
+            raise ImageError(f"{path}: the image has transparent pixels, which licrt cannot code; flatten it "
+                             "onto a background first")
+        image = image.convert("RGB" if image.mode.startswith(("RGB", "P")) else "L")
+    if image.mode in _GRAY_16:
+        image = Image.fromarray((np.asarray(image).astype(np.uint32) >> 8).astype(np.uint8), "L")
+    if image.mode not in _CONVERTIBLE_MODES:
+        raise ImageError(f"{path}: pixel mode {image.mode} is not supported (RGB or gray, 8 or 16 bits)")
+    return image.convert("RGB")
 
 
 def list_images(folder: str | Path) -> list[Path]:
