@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from licrt.runtime.cli import CommandParser
 from licrt.runtime.errors import LicrtError
 
 from . import registry
@@ -32,7 +33,7 @@ def parse_shape(text: str) -> tuple[int, int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="export-onnx",
         description="Export a learned image codec to a licrt bundle of static-shape ONNX graphs.",
         epilog="codecs: " + ", ".join(sorted(registry.codecs())),

@@ -36,6 +36,7 @@ from PIL import Image
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from licrt.runtime.cli import CommandParser
 from licrt.runtime.errors import LicrtError
 
 from . import registry
@@ -197,7 +198,7 @@ def train(codec_id: str, data: Path, out: Path, settings: TrainSettings, overrid
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="licrt-train", description=__doc__.splitlines()[0],
+    parser = CommandParser(prog="licrt-train", description=__doc__.splitlines()[0],
                                      epilog="codecs: " + ", ".join(sorted(registry.codecs())))
     parser.add_argument("codec")
     parser.add_argument("--data", type=Path, required=True, help="folder of training images (searched recursively)")

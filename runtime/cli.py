@@ -12,6 +12,7 @@ Without ``--bundle`` the default bundle shipped with licrt is used. Example::
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -20,6 +21,21 @@ from .errors import LicrtError
 
 # Only light imports up here: the heavy ones (numpy, ONNX Runtime, constriction)
 # happen inside main(), where Ctrl-C is caught like any other interruption.
+
+
+class CommandParser(argparse.ArgumentParser):
+    """licrt's commands: ``--version``, and usage errors in one line (status 2, argparse's) that say where
+    help is."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if " " not in self.prog:  # the command, not its subcommands
+            from importlib.metadata import version
+
+            self.add_argument("--version", action="version", version=f"%(prog)s {version('licrt')}")
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _open_codec(args):
@@ -161,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .limits import DEFAULT_MAX_PIXELS, DEFAULT_MAX_TILES
 
     backend_help = f"{', '.join(backend_names())}, or {PERTURBED}:EPSILON[:NAME] (default: auto)"
-    parser = argparse.ArgumentParser(prog="licrt", description="Learned image compression runtime.")
+    parser = CommandParser(prog="licrt", description="Learned image compression runtime.")
     commands = parser.add_subparsers(dest="command", required=True)
 
     def command(name, function, help_text, input_help, output_help=None):
@@ -219,6 +235,9 @@ def main(argv: list[str] | None = None) -> int:
         args.function(args)
     except KeyboardInterrupt:
         return _report_interruption()
+    except BrokenPipeError:  # the reader stopped early (licrt info … | head): nothing left to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except LicrtError as exc:
         print(f"licrt: error: {exc}", file=sys.stderr)
         return 1

@@ -169,3 +169,19 @@ def test_a_missing_output_folder_is_reported_before_any_work(command, compressed
                            cwd=tmp_path)
     # the folder is checked before the backend is even opened
     assert code == 1 and f"folder {output.parent} does not exist" in err and err.count("\n") == 1
+
+
+def test_usage_errors_and_version_in_one_line(tmp_path):
+    code, out, err = licrt("compress", cwd=tmp_path)
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert err.startswith("licrt compress: error: the following arguments are required") and "--help" in err
+    code, out, err = licrt("--version", cwd=tmp_path)
+    assert code == 0 and out.startswith("licrt ") and out.count("\n") == 1
+
+
+def test_a_reader_that_stops_early_gets_no_traceback(compressed, tiny_bundle, tmp_path):
+    reader = subprocess.Popen([sys.executable, "-c", NO_TORCH, "info", compressed, "--bundle", tiny_bundle.root],
+                              cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    reader.stdout.close()  # as `| head -0` would
+    _, err = reader.communicate()
+    assert b"Traceback" not in err and reader.returncode in (0, 1)
