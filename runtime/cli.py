@@ -141,7 +141,8 @@ def evaluate(args) -> None:
     for codec, table in summary["bd_rate_percent"].items():
         for anchor, entry in table.items():
             value = entry["psnr"]
-            print(f"BD-rate {codec} vs {anchor} (PSNR): " + ("n/a" if value is None else f"{value:+.1f} %"))
+            shown = f"n/a: {entry['psnr_unavailable']}" if value is None else f"{value:+.1f} %"
+            print(f"BD-rate {codec} vs {anchor} (PSNR): {shown}")
     print(f"wrote {args.out / report.RESULTS}, {args.out / report.SUMMARY}, {args.out / report.PLOT}")
 
 

@@ -79,12 +79,13 @@ def plot(summary: dict[str, list[dict]], learned: Sequence[str], path: Path, tit
     from matplotlib import pyplot
 
     figure, axes = pyplot.subplots(1, 2, figsize=(13, 5.2))
-    highest = max((p["bpp"] for c in learned for p in summary[c]), default=1.0)
-    for codec, points in summary.items():
-        style = {"linewidth": 2.2, "marker": "o"} if codec in learned else {"linewidth": 1.2, "marker": ".", "linestyle": "--"}
-        visible = [p for p in points if p["bpp"] <= 1.6 * highest]
-        axes[0].plot([p["bpp"] for p in visible], [p["psnr"] for p in visible], label=codec, **style)
-        structural = [p for p in visible if p["ms_ssim"] is not None]
+    for codec, points in summary.items():  # every point computed, the anchors' high rates too
+        if codec in learned:
+            style = {"linewidth": 2.2, "marker": "o"}
+        else:
+            style = {"linewidth": 1.2, "marker": ".", "linestyle": "--"}
+        axes[0].plot([p["bpp"] for p in points], [p["psnr"] for p in points], label=codec, **style)
+        structural = [p for p in points if p["ms_ssim"] is not None]
         axes[1].plot([p["bpp"] for p in structural], [ms_ssim_db(p["ms_ssim"]) for p in structural],
                      label=codec, **style)
     for axis, label in zip(axes, ("PSNR (dB, RGB)", "MS-SSIM (dB)"), strict=True):
@@ -110,13 +111,13 @@ def write_report(rows: Sequence[Measurement], points: Sequence[LearnedPoint], an
     learned = sorted({p.codec for p in points})
     document = {
         "command": command,
-        "dataset": str(dataset),
+        "dataset": dataset.name,  # by name: a report says nothing of the machine's folders
         "images": images,
         "machine": machine(),
         "backend_profile": points[0].model.backend.profile if points else None,
         "results": RESULTS,
         "anchors": {a.name: a.label for a in anchors},
-        "bundles": {p.point: {"codec": p.codec, "path": str(p.model.bundle.root)} for p in points},
+        "bundles": {p.point: {"codec": p.codec, "bundle": p.model.bundle.root.name} for p in points},
         "curves": summary,
         "bd_rate_percent": bd_rates(summary, learned, [a.name for a in anchors]),
     }

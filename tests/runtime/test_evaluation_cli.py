@@ -27,6 +27,8 @@ def test_eval_writes_results_summary_and_plot_and_resumes(tiny_bundle, tmp_path)
 
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["images"] == 3 and set(summary["curves"]) == {"s2c-hybrid-s", "jpeg", "webp"}
+    assert summary["dataset"] == DATA.name  # names, not this machine's folders
+    assert [entry["bundle"] for entry in summary["bundles"].values()] == [tiny_bundle.root.name]
     bd = summary["bd_rate_percent"]["s2c-hybrid-s"]["jpeg"]
     assert bd["psnr"] is None and "at least 2 points" in bd["psnr_unavailable"]
     assert (tmp_path / "rd.png").stat().st_size > 10_000
