@@ -33,7 +33,7 @@ from licrt.runtime.backends import open_backend
 from licrt.runtime.backends.perturbed import PerturbedBackend
 from licrt.runtime.bundle import DEFAULT_BUNDLE, Bundle
 from licrt.runtime.errors import BitstreamError
-from licrt.runtime.evaluation.metrics import psnr
+from licrt.evaluation.metrics import psnr
 from licrt.runtime.images import list_images
 
 from report import dataset_names, save_report  # a sibling script: python puts bench/ on the path

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from licrt.runtime.evaluation.report import machine
+from licrt.evaluation.report import machine
 
 
 def save_report(script: str, argv: list[str] | None, out: Path, **fields) -> dict:

@@ -27,7 +27,7 @@ from licrt.runtime import Codec
 from licrt.runtime.backends import open_backend
 from licrt.runtime.bundle import DEFAULT_BUNDLE, Bundle
 from licrt.runtime.errors import BitstreamError
-from licrt.runtime.evaluation.metrics import psnr
+from licrt.evaluation.metrics import psnr
 from licrt.runtime.images import list_images
 
 from cross_backend import backend as make_backend  # sibling scripts: python puts bench/ on the path

@@ -122,9 +122,9 @@ def evaluate(args) -> None:
     missing = [name for name in ("imagecodecs", "matplotlib", "scipy") if importlib.util.find_spec(name) is None]
     if missing:
         raise LicrtError(f"licrt eval needs {', '.join(missing)}: pip install 'licrt[eval]'")
-    from .evaluation import evaluate as evaluation
-    from .evaluation import report
-    from .evaluation.anchors import get_anchor
+    from licrt.evaluation import evaluate as evaluation
+    from licrt.evaluation import report
+    from licrt.evaluation.anchors import get_anchor
 
     try:
         anchors = [get_anchor(name) for name in args.anchors.split(",") if name]

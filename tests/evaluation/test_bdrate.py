@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from licrt.runtime.evaluation.bdrate import bd_rate
+from licrt.evaluation.bdrate import bd_rate
 
 RATES = [0.12, 0.25, 0.5, 1.0, 2.0]
 PSNRS = [28.0, 31.0, 34.5, 37.0, 40.0]

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from PIL import Image, JpegImagePlugin
 
-from licrt.runtime.evaluation.anchors import ANCHORS, anchor_names, get_anchor
-from licrt.runtime.evaluation.metrics import psnr
+from licrt.evaluation.anchors import ANCHORS, anchor_names, get_anchor
+from licrt.evaluation.metrics import psnr
 
 from ..helpers import load_image
 

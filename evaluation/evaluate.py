@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ..codec import Codec
-from ..images import read_image
+from licrt.runtime.codec import Codec
+from licrt.runtime.images import read_image
 from .anchors import Anchor
 from .metrics import MS_SSIM_MIN_SIDE, ms_ssim, psnr
 

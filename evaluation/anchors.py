@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-from ..errors import InternalError
-from ..images import check_rgb
+from licrt.runtime.errors import InternalError
+from licrt.runtime.images import check_rgb
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import math
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from ..images import check_rgb
+from licrt.runtime.images import check_rgb
 
 _PEAK = 255.0
 

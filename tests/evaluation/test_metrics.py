@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 from licrt.export.metrics import ms_ssim as torch_ms_ssim
-from licrt.runtime.evaluation.metrics import ms_ssim, psnr
+from licrt.evaluation.metrics import ms_ssim, psnr
 
 from ..helpers import load_image
 
