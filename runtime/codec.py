@@ -123,11 +123,12 @@ class Codec:
         coder = self._coder(grid.bucket)
         padding = self.bundle.manifest.padding
         sections = []
-        for rows, cols in _progress(grid, progress, "compress"):
-            tile = pad(pixels[rows, cols], grid.tile_height, grid.tile_width, padding)
-            x = (tile.transpose(2, 0, 1)[None] / np.float32(255)).astype(np.float32)
-            coded = coder.encode(x)
-            sections.append(TileSection(coded.payload, coded.digests))
+        with _progress(coder, grid, progress, "compress", coder.runs(encode=True)):
+            for rows, cols in grid.regions():
+                tile = pad(pixels[rows, cols], grid.tile_height, grid.tile_width, padding)
+                x = (tile.transpose(2, 0, 1)[None] / np.float32(255)).astype(np.float32)
+                coded = coder.encode(x)
+                sections.append(TileSection(coded.payload, coded.digests))
         header = Header(
             bundle_fingerprint=self.bundle.fingerprint,
             profile=self.backend.profile + ("" if self.guard else UNGUARDED),
@@ -232,13 +233,13 @@ class Codec:
                     f"the encoder's by more than the bundle's guard covers (ε = {epsilon:g}): decode it with a "
                     "backend closer to the encoder's.")
         tiles = container.header.tiles
-        regions = _progress(grid, progress, "decompress")
-        for index, (region, section) in enumerate(zip(regions, container.sections, strict=True)):
-            try:
-                coded = coder.decode(section.payload, section.digests, note, reconstruct=reconstruct)
-            except BitstreamError as exc:
-                raise type(exc)(f"tile {index + 1} of {tiles}: {exc}") from None
-            yield region, coded
+        with _progress(coder, grid, progress, "decompress", coder.runs(encode=False, reconstruct=reconstruct)):
+            for index, (region, section) in enumerate(zip(grid.regions(), container.sections, strict=True)):
+                try:
+                    coded = coder.decode(section.payload, section.digests, note, reconstruct=reconstruct)
+                except BitstreamError as exc:
+                    raise type(exc)(f"tile {index + 1} of {tiles}: {exc}") from None
+                yield region, coded
 
 
 @contextmanager
@@ -260,11 +261,17 @@ def open_compressed(path: str | Path) -> Iterator[tuple[BinaryIO, Header, int]]:
         raise LicrtError(f"cannot read {path}: {exc.strerror}") from None
 
 
-def _progress(grid: TileGrid, enabled: bool, what: str):
-    total = grid.rows * grid.cols
-    return tqdm(
-        grid.regions(), total=total, desc=what, unit="tile", disable=not enabled or total == 1
-    )
+@contextmanager
+def _progress(coder, grid: TileGrid, enabled: bool, what: str, runs_per_tile: int) -> Iterator[None]:
+    """A progress bar over every stage graph run of every tile: it moves within a single large tile too."""
+    tiles = grid.rows * grid.cols
+    with tqdm(total=tiles * runs_per_tile, desc=f"{what} ({tiles} tile{'s' * (tiles > 1)})", unit="run",
+              disable=not enabled) as bar:
+        coder.on_run = bar.update
+        try:
+            yield
+        finally:
+            coder.on_run = None
 
 
 __all__ = ["Codec", "FileReport", "open_compressed"]

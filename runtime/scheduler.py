@@ -121,6 +121,8 @@ class TileCoder:
         manifest = bundle.manifest
         self.guard = Guard(bundle.scale_table, manifest.y_quantization, manifest.guard_tolerance, manifest.mean_step)
         self.record_near = guard
+        #: Called after every stage graph run (each raster position counts): what a progress bar follows.
+        self.on_run: Callable[[], object] | None = None
         (z_spec,) = bucket.stages["h_s"].inputs
         (y_spec,) = bucket.stages["g_s"].inputs
         self.z_shape, self.y_shape = z_spec.shape, y_spec.shape
@@ -147,7 +149,19 @@ class TileCoder:
     def _run(self, stage: str, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         outputs = self._runner(stage).run(feed)
         _check_finite(stage, outputs)
+        self._ran()
         return outputs
+
+    def _ran(self) -> None:
+        if self.on_run is not None:
+            self.on_run()
+
+    def runs(self, encode: bool, reconstruct: bool = True) -> int:
+        """Stage graph runs per tile: g_a and h_a to encode, h_s, each pass (a raster pass once per
+        position), and g_s to reconstruct."""
+        height, width = self.y_shape[2:]
+        passes = sum(height * width if step.raster else 1 for step in self.schedule.steps)
+        return 1 + passes + (2 if encode else int(reconstruct))
 
     def _round(self, values: np.ndarray) -> np.ndarray:
         """The bundle's rounding (and clamp) of ẑ, or of ŷ with ``integer`` quantization."""
@@ -213,6 +227,7 @@ class TileCoder:
                 outputs = runner.step({RASTER_POSITION: np.array([position])},
                                       fetch=("scales", "means", RASTER_ROW_INDEX))
                 _check_finite(step.name, outputs)
+                self._ran()
                 row = int(outputs[RASTER_ROW_INDEX][0])
                 for name in step.caches:
                     if not 0 <= row < self._input_shapes[step.name][name][-2]:
