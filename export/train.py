@@ -198,9 +198,13 @@ def train(codec_id: str, data: Path, out: Path, settings: TrainSettings, overrid
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = CommandParser(prog="licrt-train", description=__doc__.splitlines()[0],
-                                     epilog="codecs: " + ", ".join(sorted(registry.codecs())))
-    parser.add_argument("codec")
+    parser = CommandParser(prog="licrt-train", description="Rate-distortion training of a codec on a folder of "
+                           "images: loss λ·255²·MSE + bpp (1 − MS-SSIM with --metric ms-ssim), Adam with warm-up, "
+                           "step decay and gradient clipping. Writes OUT (half-precision weights), OUT.state (for "
+                           "--resume) and OUT.log.jsonl.",
+                           epilog="codecs: " + ", ".join(sorted(registry.codecs())),
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("codec", help="codec id (listed below)")
     parser.add_argument("--data", type=Path, required=True, help="folder of training images (searched recursively)")
     parser.add_argument("--lambda", dest="lmbda", type=float, required=True, help="rate-distortion trade-off")
     parser.add_argument("--steps", type=int, required=True, help="total optimizer steps")
@@ -209,21 +213,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
                         help="codec setting (see export-onnx --set)")
     defaults = TrainSettings(0, 0)
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="images per step")
     parser.add_argument("--patch", type=int, default=defaults.patch, help="crop size (a multiple of 64)")
-    parser.add_argument("--lr", type=float, default=defaults.lr)
+    parser.add_argument("--lr", type=float, default=defaults.lr, help="peak learning rate")
     parser.add_argument("--warmup", type=float, default=defaults.warmup, help="fraction of steps")
     parser.add_argument("--decay-at", type=float, nargs="*", default=list(defaults.decay_at),
                         help="fractions of steps where the learning rate is multiplied by --decay")
-    parser.add_argument("--decay", type=float, default=defaults.decay)
+    parser.add_argument("--decay", type=float, default=defaults.decay, help="learning-rate factor at each --decay-at")
     parser.add_argument("--clip", type=float, default=defaults.clip, help="gradient norm limit")
-    parser.add_argument("--metric", choices=("mse", "ms-ssim"), default=defaults.metric)
-    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--metric", choices=("mse", "ms-ssim"), default=defaults.metric, help="distortion measure")
+    parser.add_argument("--seed", type=int, default=defaults.seed, help="seed of weights, crops and order")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     parser.add_argument("--workers", type=int, default=4, help="data loader processes")
     parser.add_argument("--val", type=Path, help="folder of validation images (first 8 are used)")
-    parser.add_argument("--val-every", type=int, default=1000)
-    parser.add_argument("--save-every", type=int, default=1000)
+    parser.add_argument("--val-every", type=int, default=1000, help="steps between validations")
+    parser.add_argument("--save-every", type=int, default=1000, help="steps between checkpoints")
     return parser
 
 
