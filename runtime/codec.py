@@ -263,10 +263,11 @@ def open_compressed(path: str | Path) -> Iterator[tuple[BinaryIO, Header, int]]:
 
 @contextmanager
 def _progress(coder, grid: TileGrid, enabled: bool, what: str, runs_per_tile: int) -> Iterator[None]:
-    """A progress bar over every stage graph run of every tile: it moves within a single large tile too."""
+    """A progress bar over every stage graph run of every tile, so a single large tile shows progress too; on
+    a terminal only (``disable=None``), so that scripts and logs get error lines alone."""
     tiles = grid.rows * grid.cols
     with tqdm(total=tiles * runs_per_tile, desc=f"{what} ({tiles} tile{'s' * (tiles > 1)})", unit="run",
-              disable=not enabled) as bar:
+              disable=None if enabled else True) as bar:
         coder.on_run = bar.update
         try:
             yield

@@ -185,10 +185,3 @@ def test_a_reader_that_stops_early_gets_no_traceback(compressed, tiny_bundle, tm
     reader.stdout.close()  # as `| head -0` would
     _, err = reader.communicate()
     assert b"Traceback" not in err and reader.returncode in (0, 1)
-
-
-def test_progress_moves_within_a_single_tile(tiny_bundle, tmp_path):
-    code, out, err = licrt("compress", DATA / "house_96x64.png", "h.lic", "--bundle", tiny_bundle.root, cwd=tmp_path)
-    assert code == 0, err
-    runs = 2 + 1 + len(tiny_bundle.manifest.schedule.steps)  # g_a, h_a, h_s, every pass
-    assert "compress (1 tile)" in err and f"0/{runs}" in err and f"{runs}/{runs}" in err

@@ -97,3 +97,16 @@ def test_the_profile_names_what_changes_floats():
     assert profile.startswith("onnxruntime ") and " CPU " in profile and profile.endswith(" opt=basic fp32")
     assert OnnxRuntimeBackend(providers=["CPUExecutionProvider"], threads=1).profile == \
         OnnxRuntimeBackend(providers=["CPUExecutionProvider"], threads=2).profile  # threads change no bit
+
+
+def test_progress_counts_every_stage_run_of_a_tile(tiny_bundle):
+    """What the progress bar follows: one tick per stage graph run, as many as the coder announces."""
+    coder = Codec(tiny_bundle, OnnxRuntimeBackend())._coder(0)
+    ticks = []
+    coder.on_run = lambda: ticks.append(1)
+    tile = load_image("parrots_256x256.png")[:128, :128]
+    coded = coder.encode((tile.transpose(2, 0, 1)[None] / np.float32(255)).astype(np.float32))
+    assert len(ticks) == coder.runs(encode=True) == 3 + len(tiny_bundle.manifest.schedule.steps)
+    ticks.clear()
+    coder.decode(coded.payload, coded.digests, "")
+    assert len(ticks) == coder.runs(encode=False) == 2 + len(tiny_bundle.manifest.schedule.steps)
