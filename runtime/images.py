@@ -84,7 +84,10 @@ def _to_rgb(image: Image.Image, path: Path) -> Image.Image:
                              "onto a background first")
         image = image.convert("RGB" if image.mode.startswith(("RGB", "P")) else "L")
     if image.mode in _GRAY_16:
-        image = Image.fromarray((np.asarray(image).astype(np.uint32) >> 8).astype(np.uint8), "L")
+        samples = np.asarray(image)
+        if samples.min() < 0 or samples.max() > 0xFFFF:  # mode I holds 32-bit integers: not a 16-bit image
+            raise ImageError(f"{path}: {image.mode} samples outside 0..65535 are not supported")
+        image = Image.fromarray((samples.astype(np.uint32) >> 8).astype(np.uint8), "L")
     if image.mode not in _CONVERTIBLE_MODES:
         raise ImageError(f"{path}: pixel mode {image.mode} is not supported (RGB or gray, 8 or 16 bits)")
     return image.convert("RGB")

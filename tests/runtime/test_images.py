@@ -51,3 +51,10 @@ def test_opaque_alpha_is_dropped_and_transparency_refused(tmp_path):
 def test_sixteen_bit_keeps_each_sample_s_high_byte(tmp_path):
     deep = (PHOTO[..., 0].astype(np.uint16) << 8) | 0xFF  # the low byte must not round the value up
     assert np.array_equal(read_image(saved(tmp_path, deep)), np.dstack([PHOTO[..., 0]] * 3))
+
+
+def test_32_bit_integer_samples_are_refused(tmp_path):
+    path = tmp_path / "wide.tif"
+    Image.fromarray(np.full((8, 8), 1 << 20, np.int32), "I").save(path)
+    with pytest.raises(ImageError, match="outside 0..65535"):
+        read_image(path)
