@@ -17,8 +17,8 @@ if [ -n "$wheels" ]; then step 60 wheels python3 -m pip install -q --no-deps --n
 step 60 install python3 -m pip install -q --no-deps --no-build-isolation --no-index -e .
 step 200 topk-kernel python3 bench/topk_kernel.py --out "$out/topk-kernel.json"
 step 60 export python3 -m licrt.export.cli entroformer --checkpoint models/entroformer-small/q2.pt --shape 512x768 \
-    --out /tmp/entroformer-small-512x768
-step 90 stage-times python3 bench/stage_times.py "$kodak" --count 2 --bundle /tmp/entroformer-small-512x768 \
+    --out scratch/gpu/entroformer-small-512x768
+step 90 stage-times python3 bench/stage_times.py "$kodak" --count 2 --bundle scratch/gpu/entroformer-small-512x768 \
     --backend torch --torch-checkpoint models/entroformer-small/q2.pt --decode-with onnxruntime \
     --out "$out/stage-times-entroformer-small.json"
 step 120 kernel-tests python3 -m pytest -q -p no:cacheprovider -n 8 tests/plugins/test_triton_kernel.py
