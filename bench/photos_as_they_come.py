@@ -28,10 +28,9 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from licrt.evaluation.metrics import psnr
+from licrt.runtime.images import ORIENTATION
 
 from report import save_report  # a sibling script: python puts bench/ on the path
-
-ORIENTATION = 0x0112
 
 
 def variants(upright: np.ndarray, folder: Path) -> dict[str, tuple[Path, np.ndarray]]:

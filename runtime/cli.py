@@ -149,14 +149,14 @@ def evaluate(args) -> None:
 def build_engines(args) -> None:
     from tqdm import tqdm
 
-    from .backends.tensorrt import TensorRTBackend, stage_graphs
+    from .backends.tensorrt import TensorRTBackend
     from .bundle import DEFAULT_BUNDLE, Bundle
 
     backend = TensorRTBackend(cache=args.cache, timing_cache=args.timing_cache)
     bundle = Bundle.open(args.bundle or DEFAULT_BUNDLE)
-    graphs = list(stage_graphs(bundle))
-    cached = sum(backend.plan_path(bundle, graph).is_file() for _, graph in graphs)
-    for _, graph in tqdm(graphs, desc="build-engines", unit="engine"):
+    graphs = [graph for bucket in bundle.manifest.buckets for graph in bucket.stages.values()]
+    cached = sum(backend.plan_path(bundle, graph).is_file() for graph in graphs)
+    for graph in tqdm(graphs, desc="build-engines", unit="engine"):
         backend.build(bundle, graph)
     print(f"{len(graphs)} engines for {backend.profile} ({cached} were cached) in {backend.cache}")
 

@@ -176,7 +176,7 @@ def compile_kernel(dtype: str, arch: int | None = None, **attributes):
 
 
 def grid(queries, batch_heads, constants: dict) -> tuple:
-    """Programs: (⌈queries / BLOCK_M⌉, batch · heads); works on ints and on TensorRT's shape expressions."""
+    """Programs: (⌈queries / BLOCK_M⌉, batch · heads)."""
     block = constants["BLOCK_M"]
     return (queries + block - 1) // block, batch_heads
 

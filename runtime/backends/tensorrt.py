@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -121,12 +120,6 @@ class _EngineRunner(StageRunner):
         except Exception as exc:
             raise BackendError(f"TensorRT failed to run stage {self.name}: {exc}") from None
         return {spec.name: np.asarray(outputs[spec.name]) for spec in self.graph.outputs}
-
-
-def stage_graphs(bundle) -> Iterator[tuple[str, StageGraph]]:
-    """Every (stage, graph) of every bucket."""
-    for bucket in bundle.manifest.buckets:
-        yield from bucket.stages.items()
 
 
 def _uses_topk_attention(bundle, graph: StageGraph) -> bool:
