@@ -39,19 +39,17 @@ from licrt.runtime.images import list_images
 from report import dataset_names, save_report  # a sibling script: python puts bench/ on the path
 
 
-def backend(name: str, checkpoint: Path | None):
-    """A backend by name; ``torch`` and ``torch-tf32`` (CUDA with TF32 allowed) with the checkpoint the bundle was
-    exported from, if given."""
+def backend(name: str):
+    """A backend by name; ``torch-tf32`` is the torch backend on CUDA with TF32 allowed."""
     if name in ("torch", "torch-tf32"):
         from licrt.export.torch_backend import TorchBackend
 
-        return TorchBackend(tf32=name == "torch-tf32", checkpoint=checkpoint)
+        return TorchBackend(tf32=name == "torch-tf32")
     return open_backend(name)
 
 
-def pair_table(bundle: Bundle, images: list[Path], backends: list[str], guard: bool,
-               checkpoint: Path | None) -> list[dict]:
-    codecs = {name: Codec(bundle, backend(name, checkpoint), guard=guard) for name in backends}
+def pair_table(bundle: Bundle, images: list[Path], backends: list[str], guard: bool) -> list[dict]:
+    codecs = {name: Codec(bundle, backend(name), guard=guard) for name in backends}
     rows = []
     for encoder_name, encoder in codecs.items():
         files = [encoder.compress(image) for image in tqdm(images, desc=f"encode {encoder_name}")]
@@ -119,8 +117,6 @@ def main(argv=None) -> int:
     parser.add_argument("--fault-every", type=int, default=1, help="fault injection on every N-th image only")
     parser.add_argument("--fault-epsilons", default="3e-6,1e-5,2e-5,5e-5,1e-4",
                         help="comma-separated; empty for none")
-    parser.add_argument("--torch-checkpoint", type=Path,
-                        help="the checkpoint the bundle was exported from, for the torch backend")
     parser.add_argument("--guard", default="on,off", help="guard settings to measure: on, off or both")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
@@ -130,7 +126,7 @@ def main(argv=None) -> int:
     epsilons = [float(e) for e in args.fault_epsilons.split(",") if e]
     start = time.perf_counter()
     result = {
-        "profiles": {name: backend(name, args.torch_checkpoint).profile for name in backends},
+        "profiles": {name: backend(name).profile for name in backends},
         "bundle": "default" if args.bundle is None else args.bundle.name,
         "guard": {"epsilon": bundle.manifest.guard_epsilon, "margin": bundle.manifest.guard_margin,
                   "mean_step": bundle.manifest.mean_step, "scales": int(bundle.scale_table.scales.size)},
@@ -140,7 +136,7 @@ def main(argv=None) -> int:
     }
     for setting in args.guard.split(","):
         guard, key = setting == "on", f"guard_{setting}"
-        result[key] = {"pairs": pair_table(bundle, images[:: args.every], backends, guard, args.torch_checkpoint)}
+        result[key] = {"pairs": pair_table(bundle, images[:: args.every], backends, guard)}
         if epsilons:
             result[key]["fault_injection"] = fault_table(bundle, images[:: args.fault_every], epsilons, guard)
     save_report("cross_backend.py", argv, args.out, **result, seconds=round(time.perf_counter() - start))

@@ -19,7 +19,7 @@ step 200 topk-kernel python3 bench/topk_kernel.py --out "$out/topk-kernel.json"
 step 60 export python3 -m licrt.export.cli entroformer --checkpoint models/entroformer-small/q2.pt --shape 512x768 \
     --out scratch/gpu/entroformer-small-512x768
 step 90 stage-times python3 bench/stage_times.py "$kodak" --count 2 --bundle scratch/gpu/entroformer-small-512x768 \
-    --backend torch --torch-checkpoint models/entroformer-small/q2.pt --decode-with onnxruntime \
+    --backend torch --decode-with onnxruntime \
     --out "$out/stage-times-entroformer-small.json"
 step 120 kernel-tests python3 -m pytest -q -p no:cacheprovider -n 8 tests/plugins/test_triton_kernel.py
 step 100 cross-backend python3 bench/cross_backend.py "$kodak" --backends onnxruntime,torch,torch-tf32 \

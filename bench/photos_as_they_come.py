@@ -1,13 +1,13 @@
 """Photos as they come, through ``licrt compress`` / ``decompress`` as a user runs them: what comes back.
 
-From one photo (a 512×768 crop) four files are made the way cameras and
+From one photo (a 512×768 crop) five files are made the way cameras and
 editors write them: a phone's JPEG whose pixels lie sideways with EXIF
 orientation 6 (rotate 90° clockwise to display), an RGBA PNG with an opaque
-alpha channel, a gray PNG and a 16-bit RGB PNG. Each goes through the ``licrt``
-command with the default bundle; the report gives the shapes, the PSNR of
-what came back against the image as it should display (8-bit), the largest
-difference between the colour channels of a gray image's decode, and a
-side-by-side sheet (input as displayed | decoded).
+alpha channel, a gray PNG, a 16-bit RGB PNG and a PNG with an ICC profile.
+Each goes through the ``licrt`` command with the default bundle; the report
+gives the shapes and Pillow modes, the PSNR of what came back against the
+image as it should display (8-bit), whether the ICC profile came back, and
+a side-by-side sheet (input as displayed | decoded).
 
 Example::
 
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import imagecodecs
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageCms, ImageDraw
 
 from licrt.evaluation.metrics import psnr
 from licrt.runtime.images import ORIENTATION
@@ -34,7 +34,7 @@ from report import save_report  # a sibling script: python puts bench/ on the pa
 
 
 def variants(upright: np.ndarray, folder: Path) -> dict[str, tuple[Path, np.ndarray]]:
-    """File → (path, the 8-bit RGB image it should come back as)."""
+    """File → (path, the 8-bit image it should come back as: RGB, or gray for a gray input)."""
     files = {}
     phone = folder / "phone.jpg"
     exif = Image.Exif()
@@ -47,11 +47,15 @@ def variants(upright: np.ndarray, folder: Path) -> dict[str, tuple[Path, np.ndar
     gray = folder / "gray.png"
     luma = np.asarray(Image.fromarray(upright).convert("L"))
     Image.fromarray(luma).save(gray)
-    files["gray PNG"] = gray, np.dstack([luma] * 3)
+    files["gray PNG"] = gray, luma
     deep = folder / "deep.png"
     samples = upright.astype(np.uint16) * 257  # 16 bits whose high byte is the 8-bit image
     deep.write_bytes(imagecodecs.png_encode(samples))
     files["16-bit RGB PNG"] = deep, upright
+    tagged = folder / "icc.png"
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    Image.fromarray(upright).save(tagged, icc_profile=srgb)
+    files["PNG with an sRGB ICC profile"] = tagged, upright
     return files
 
 
@@ -91,13 +95,17 @@ def main(argv=None) -> int:
         for label, (path, expected) in variants(upright, Path(folder)).items():
             licrt("compress", path, path.with_suffix(".lic"))
             licrt("decompress", path.with_suffix(".lic"), path.with_suffix(".out.png"))
-            decoded = np.asarray(Image.open(path.with_suffix(".out.png")))
-            rows.append({"file": label, "input_stored": list(Image.open(path).size[::-1]),
-                         "decoded": list(decoded.shape), "expected": list(expected.shape),
-                         "psnr_vs_expected_db": psnr(expected, decoded) if decoded.shape == expected.shape else None,
-                         "channel_spread_max": int(np.ptp(decoded.astype(int), axis=2).max())
-                         if np.ptp(expected.astype(int), axis=2).max() == 0 else None,  # gray inputs only
-                         "bpp": 8 * path.with_suffix(".lic").stat().st_size / (decoded.shape[0] * decoded.shape[1])})
+            with Image.open(path) as given, Image.open(path.with_suffix(".out.png")) as back:
+                decoded, pixels = np.asarray(back), back.size[0] * back.size[1]
+                icc_in, icc_out = given.info.get("icc_profile"), back.info.get("icc_profile")
+                rows.append({"file": label, "input_stored": list(given.size[::-1]), "input_mode": given.mode,
+                             "decoded": list(decoded.shape), "decoded_mode": back.mode,
+                             "expected": list(expected.shape),
+                             "psnr_vs_expected_db": psnr(expected, decoded) if decoded.shape == expected.shape
+                             else None,
+                             "icc_profile": None if icc_in is None else {"bytes": len(icc_in),
+                                                                         "kept": icc_out == icc_in},
+                             "bpp": 8 * path.with_suffix(".lic").stat().st_size / pixels})
             shown.append((label, expected, decoded))
             print(rows[-1], flush=True)
     sheet(shown, args.sheet)

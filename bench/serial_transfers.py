@@ -12,7 +12,7 @@ repeats the step through ``run()`` with the same shapes.
 Example::
 
     python bench/serial_transfers.py ../shared/data/kodak --count 2 --bundle serial-small-256 \\
-        --torch-checkpoint serial-small.pt --backends onnxruntime,torch --out bench/results/serial-transfers.json
+        --backends onnxruntime,torch --out bench/results/serial-transfers.json
 """
 
 from __future__ import annotations
@@ -71,8 +71,6 @@ def main(argv=None) -> int:
     parser.add_argument("--count", type=int, default=1, help="the first N images, center-cropped to the bucket")
     parser.add_argument("--bundle", type=Path, required=True, help="a serial (raster) bundle with one bucket")
     parser.add_argument("--backends", default="onnxruntime")
-    parser.add_argument("--torch-checkpoint", type=Path,
-                        help="the checkpoint the bundle was exported from, for the torch backend")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     bundle = Bundle.open(args.bundle)
@@ -86,7 +84,7 @@ def main(argv=None) -> int:
         images.append(image[top: top + bucket.height, left: left + bucket.width])
     rows = []
     for name in args.backends.split(","):
-        keeping = Keeping(make_backend(name, args.torch_checkpoint))
+        keeping = Keeping(make_backend(name))
         codec = Codec(bundle, keeping)
         files = [codec.compress(image) for image in images]  # also loads the runners and warms them up
         before = moved(keeping, step.name)

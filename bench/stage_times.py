@@ -12,7 +12,7 @@ are the encoder's either way, or decoding stops).
 Example (Entroformer on a GPU through the torch backend)::
 
     python bench/stage_times.py ../shared/data/kodak --count 2 --bundle entroformer-small-512x768 \\
-        --backend torch --torch-checkpoint models/entroformer-small/q2.pt --decode-with onnxruntime \\
+        --backend torch --decode-with onnxruntime \\
         --out bench/results/stage-times-entroformer-small-h200.json
 """
 
@@ -70,15 +70,13 @@ def main(argv=None) -> int:
     parser.add_argument("--count", type=int, default=1, help="the first N images")
     parser.add_argument("--bundle", type=Path, help="default: licrt's default bundle")
     parser.add_argument("--backend", default="onnxruntime", help="onnxruntime, torch, torch-tf32, ...")
-    parser.add_argument("--torch-checkpoint", type=Path,
-                        help="the checkpoint the bundle was exported from, for the torch backend")
     parser.add_argument("--decode-with", default="", help="comma-separated backends that decode the files too")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     bundle = Bundle.open(args.bundle or DEFAULT_BUNDLE)
     images = list_images(args.images)[: args.count]
     clock = StageClock()
-    inner = make_backend(args.backend, args.torch_checkpoint)
+    inner = make_backend(args.backend)
     codec = Codec(bundle, WatchedBackend(inner, clock.watch))
     others = {name: Codec(bundle, open_backend(name)) for name in args.decode_with.split(",") if name}
     rows = []

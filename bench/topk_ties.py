@@ -11,7 +11,7 @@ max(|k-th logit|, 1).
 Example::
 
     python bench/topk_ties.py ../shared/data/kodak --bundle bundles/entroformer-small --every 6 \\
-        --torch-checkpoint models/entroformer-small/q2.pt --out bench/results/topk-ties-entroformer-small.json
+        --out bench/results/topk-ties-entroformer-small.json
 """
 
 from __future__ import annotations
@@ -41,7 +41,6 @@ def main(argv=None) -> int:
     parser.add_argument("images", type=Path)
     parser.add_argument("--bundle", type=Path, required=True, help="an Entroformer bundle")
     parser.add_argument("--every", type=int, default=1)
-    parser.add_argument("--torch-checkpoint", type=Path, help="the checkpoint the bundle was exported from")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     bundle = Bundle.open(args.bundle)
@@ -66,7 +65,7 @@ def main(argv=None) -> int:
 
     torch_op.eager_topk_attention = recording
     try:
-        codec = Codec(bundle, WatchedBackend(TorchBackend("cpu", checkpoint=args.torch_checkpoint), named))
+        codec = Codec(bundle, WatchedBackend(TorchBackend("cpu"), named))
         for image in images:
             codec.compress(image)
     finally:

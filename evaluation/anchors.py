@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from licrt.runtime.errors import InternalError
-from licrt.runtime.images import check_rgb
+from licrt.runtime.images import Photo
 
 
 @dataclass(frozen=True)
@@ -67,10 +67,10 @@ class Anchor:
             The bitstream, the decoded image and the wall-clock times.
 
         Raises:
-            ImageError: The image is not an (H, W, 3) uint8 array.
+            ImageError: The image is not an (H, W, 3) or (H, W) uint8 array (gray is coded as RGB).
             InternalError: The decoder returned another shape or dtype.
         """
-        image = check_rgb(image)
+        image = Photo(image).rgb
         importlib.import_module(self.library)
         started = time.perf_counter()
         data = bytes(self.encode(image, setting))

@@ -43,16 +43,20 @@ class Measurement:
 
 @dataclass(frozen=True)
 class LearnedPoint:
-    """A bundle as one rate point of a learned codec's curve."""
+    """A bundle at one quality level: one rate point of a learned codec's curve."""
 
     codec: str
     point: str
     model: Codec
+    #: The quality level it is coded at (1-based, as ``Codec.compress`` takes it).
+    quality: int
 
 
 def learned_points(codecs: Sequence[Codec]) -> list[LearnedPoint]:
-    """Name each bundle's curve by its codec id and its point by its directory."""
-    return [LearnedPoint(c.bundle.manifest.codec, c.bundle.root.name, c) for c in codecs]
+    """Every quality level of every bundle, as curves named by codec id; a point is named by its level, or by
+    its bundle's directory where the bundle has one level."""
+    return [LearnedPoint(c.bundle.manifest.codec, name if len(c.qualities) > 1 else c.bundle.root.name, c, quality)
+            for c in codecs for quality, name in enumerate(c.qualities, 1)]
 
 
 def _measure(image_name: str, image: np.ndarray, codec: str, point: str, data_size: int,
@@ -117,7 +121,7 @@ def _run(pending, progress: bool) -> Iterator[Measurement]:
         image = cached[1]
         if isinstance(coder, LearnedPoint):
             started = time.perf_counter()
-            data = coder.model.compress(image)
+            data = coder.model.compress(image, quality=coder.quality)
             encoded = time.perf_counter()
             decoded = coder.model.decompress(data)
             finished = time.perf_counter()

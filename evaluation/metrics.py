@@ -12,7 +12,7 @@ import math
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from licrt.runtime.images import check_rgb
+from licrt.runtime.images import Photo
 
 _PEAK = 255.0
 
@@ -82,8 +82,8 @@ def ms_ssim(reference: np.ndarray, decoded: np.ndarray) -> float:
 
 
 def _as_float_pair(reference: np.ndarray, decoded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Check two RGB images of one size and return them as float64."""
-    reference, decoded = check_rgb(reference), check_rgb(decoded)
+    """Check two images of one size and return them as RGB float64 (gray as R = G = B)."""
+    reference, decoded = Photo(reference).rgb, Photo(decoded).rgb
     if reference.shape != decoded.shape:
         raise ValueError(
             f"the images differ in size: {reference.shape[:2]} and {decoded.shape[:2]}"

@@ -117,7 +117,8 @@ def write_report(rows: Sequence[Measurement], points: Sequence[LearnedPoint], an
         "backend_profile": points[0].model.backend.profile if points else None,
         "results": RESULTS,
         "anchors": {a.name: a.label for a in anchors},
-        "bundles": {p.point: {"codec": p.codec, "bundle": p.model.bundle.root.name} for p in points},
+        "bundles": {p.point: {"codec": p.codec, "bundle": p.model.bundle.root.name, "quality": p.quality}
+                    for p in points},
         "curves": summary,
         "bd_rate_percent": bd_rates(summary, learned, [a.name for a in anchors]),
     }

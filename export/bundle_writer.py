@@ -8,9 +8,10 @@ failed export never leaves a half-written bundle behind.
 from __future__ import annotations
 
 import dataclasses
+import re
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +20,10 @@ from tqdm import tqdm
 
 from licrt.runtime.bundle import MANIFEST, Bundle, sha256_file
 from licrt.runtime.errors import ExportError
-from licrt.runtime.manifest import MAX_GUARD_EPSILON, Bucket, Manifest, StageGraph, TensorSpec
+from licrt.runtime.manifest import (LEVEL_NAME, MAX_GUARD_EPSILON, Bucket, Level, Manifest, StageGraph,
+                                    TensorSpec)
 
+from .checkpoint import GRAPH_PREFIX, HALF_SUFFIX
 from .entropy_models import fraction_bins, gaussian_tables
 from .graphs import WeightStore, export_graph, save_graph
 from .hyperprior import HyperpriorCodec
@@ -63,8 +66,12 @@ def _specs(tensors: dict[str, torch.Tensor]) -> tuple[TensorSpec, ...]:
     return tuple(TensorSpec(name, tuple(t.shape), str(t.dtype).removeprefix("torch.")) for name, t in tensors.items())
 
 
+#: The level of a bundle exported from one model that names none.
+SINGLE_LEVEL = "default"
+
+
 def write_bundle(
-    model: HyperpriorCodec,
+    levels: HyperpriorCodec | Mapping[str, HyperpriorCodec],
     shapes: Sequence[tuple[int, int]],
     out: Path,
     *,
@@ -72,16 +79,29 @@ def write_bundle(
     progress: bool = True,
     guard_epsilon: float = GUARD_EPSILON,
 ) -> tuple[Manifest, list[StageCheck]]:
-    """Export model for the given (height, width) buckets into the bundle directory out.
+    """Export a model, or one per quality level (by name, lowest rate first), for the given (height, width)
+    buckets into the bundle directory out.
 
-    guard_epsilon is the relative difference between backends' floats the bundle's guard covers
-    (see ``licrt.runtime.guard``).
+    The levels must be one architecture with other weights (rate points of one
+    codec): they share the stage graphs. The middle level is the default.
+    guard_epsilon is the relative difference between backends' floats the
+    bundle's guard covers (see ``licrt.runtime.guard``).
 
     Raises:
         ExportError: a shape does not fit the codec's stride, out exists (without
-            force), or a stage's ONNX Runtime output differs from PyTorch's.
+            force), the levels differ in more than their weights, or a stage's
+            ONNX Runtime output differs from PyTorch's.
     """
-    check_shapes(shapes, model.stride)
+    if not isinstance(levels, Mapping):
+        levels = {SINGLE_LEVEL: levels}
+    if not levels:
+        raise ExportError("no model to export")
+    for name in levels:
+        if not re.fullmatch(LEVEL_NAME, name):
+            raise ExportError(f"quality level name {name[:40]!r} is not 1 to 32 letters, digits, '_', '.' or '-'")
+    models = list(levels.values())
+    _check_same_codec(levels)
+    check_shapes(shapes, models[0].stride)
     if not 0 <= guard_epsilon <= MAX_GUARD_EPSILON:
         raise ExportError(f"guard epsilon {guard_epsilon:g} is outside [0, {MAX_GUARD_EPSILON:g}]")
     out = Path(out)
@@ -90,10 +110,11 @@ def write_bundle(
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        manifest, checks = _write(model.eval(), shapes, staging, progress, guard_epsilon)
+        manifest, checks = _write({name: model.eval() for name, model in levels.items()}, shapes, staging,
+                                  progress, guard_epsilon)
         failed = [c for c in checks if not c.passed]
         if failed:
-            details = ", ".join(f"{c.stage}@{c.bucket} ({c.max_error:.2e})" for c in failed)
+            details = ", ".join(f"{c.stage}@{c.bucket}{c.level_suffix} ({c.max_error:.2e})" for c in failed)
             raise ExportError(f"ONNX Runtime disagrees with PyTorch beyond tolerance: {details}")
         staging.chmod(0o755)  # mkdtemp makes it private
         if out.exists():
@@ -105,28 +126,55 @@ def write_bundle(
     return manifest, checks
 
 
-def _write(model: HyperpriorCodec, shapes, root: Path, progress: bool, guard_epsilon: float):
+def _check_same_codec(levels: Mapping[str, HyperpriorCodec]) -> None:
+    """Raise ExportError unless every level is the same codec and configuration (so they can share graphs)."""
+    (first_name, first), *others = levels.items()
+    for name, model in others:
+        for what, value in (("codec", lambda m: m.codec_id), ("configuration", lambda m: m.config),
+                            ("scale table", lambda m: np.asarray(m.scale_table).tolist())):
+            if value(model) != value(first):
+                raise ExportError(f"quality levels {first_name} and {name} differ in their {what}; the levels of "
+                                  "a bundle are one codec's rate points")
+
+
+def _write(levels: dict[str, HyperpriorCodec], shapes, root: Path, progress: bool, guard_epsilon: float):
     (root / "stages").mkdir()
     (root / "entropy").mkdir()
-    store = WeightStore(root / "stages" / "weights.bin")
-    modules = model.stage_modules()
-    references: dict[str, dict] = {}
+    level_entries = [Level(name, f"levels/{name}") for name in levels]
+    for level in level_entries:
+        (root / level.directory).mkdir(parents=True)
+    store = WeightStore([root / level.weights for level in level_entries])
+    models = list(levels.values())
+    model = models[0]
+    modules = [m.stage_modules() for m in models]
+    references: dict[tuple[str, str], dict] = {}
+    in_graphs: set[str] = set()  # the initializer names of the first bucket's graphs
     buckets = []
-    with tqdm(total=len(shapes) * len(modules), desc="export", unit="graph", disable=not progress) as bar:
+    with tqdm(total=len(shapes) * len(modules[0]), desc="export", unit="graph", disable=not progress) as bar:
         for height, width in shapes:
-            recorded = model.reference(probe_image(height, width), record=True).stages
+            recorded = [m.reference(probe_image(height, width), record=True).stages for m in models]
             stages = {}
-            for name, module in modules.items():
+            for name in modules[0]:
                 bar.set_postfix_str(f"{name} {height}x{width}")
-                inputs, outputs = recorded[name]
+                inputs, outputs = recorded[0][name]
                 relative = f"stages/{name}.{height}x{width}.onnx"
-                save_graph(export_graph(module, inputs, list(outputs)), root / relative, store)
+                graphs = [export_graph(stage_modules[name], level_recorded[name][0], list(outputs))
+                          for stage_modules, level_recorded in zip(modules, recorded, strict=True)]
+                written = save_graph(graphs, root / relative, store)
+                if not buckets:
+                    in_graphs.update(tensor.name for tensor in written.graph.initializer)
                 stages[name] = StageGraph(relative, _specs(inputs), _specs(outputs))
                 bar.update()
             bucket = Bucket(height, width, stages)
             buckets.append(bucket)
-            references[bucket.name] = recorded
-    np.savez(root / "entropy" / "z.npz", **model.z_prior.tables())
+            for level_name, level_recorded in zip(levels, recorded, strict=True):
+                references[level_name, bucket.name] = level_recorded
+    held = {name.removeprefix(GRAPH_PREFIX).removesuffix(HALF_SUFFIX) for name in in_graphs
+            if name.startswith(GRAPH_PREFIX)}
+    for level, level_model in zip(level_entries, models, strict=True):
+        np.savez(root / level.z_tables, **level_model.z_prior.tables())
+        np.savez(root / level.parameters, **{key: value.detach().cpu().numpy()
+                                             for key, value in level_model.state_dict().items() if key not in held})
     bins = fraction_bins(model.scale_table) if model.y_quantization == "integer" else None
     np.savez(root / "entropy" / "y.npz", **gaussian_tables(model.scale_table, bins))
     files = {
@@ -141,7 +189,8 @@ def _write(model: HyperpriorCodec, shapes, root: Path, progress: bool, guard_eps
         padding=model.padding,
         buckets=tuple(buckets),
         schedule=model.schedule,
-        z_tables="entropy/z.npz",
+        levels=tuple(level_entries),
+        default_level=(len(level_entries) - 1) // 2,
         y_tables="entropy/y.npz",
         y_quantization=model.y_quantization,
         precision="fp32",
@@ -153,4 +202,6 @@ def _write(model: HyperpriorCodec, shapes, root: Path, progress: bool, guard_eps
         guard_margin=GUARD_MARGIN,
     )
     (root / MANIFEST).write_text(manifest.dumps(), encoding="utf-8")
-    return manifest, verify_bundle(Bundle.open(root), references)
+    bundle = Bundle.open(root)
+    return manifest, [check for index, name in enumerate(levels)
+                      for check in verify_bundle(bundle.at_level(index), references, name if len(levels) > 1 else "")]

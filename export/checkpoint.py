@@ -8,6 +8,10 @@ A licrt checkpoint is a ``torch.save`` dict::
 Plain state dicts (optionally under ``state_dict`` or ``model_state_dict``,
 optionally with DataParallel's ``module.`` prefix) load too, with the codec's
 default configuration plus any overrides.
+
+A bundle is a checkpoint too: its graphs hold the model's weights under the
+parameters' names, and each quality level's ``params.npz`` the rest
+(:func:`model_from_bundle`).
 """
 
 from __future__ import annotations
@@ -18,14 +22,23 @@ import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
+import numpy as np
+import onnx
 import torch
+from onnx import numpy_helper
+from onnx.external_data_helper import load_external_data_for_model
 
 from licrt.runtime.archives import ZIP_ERRORS, open_zip
+from licrt.runtime.bundle import Bundle
 from licrt.runtime.errors import ExportError
 
 from . import registry
 
 FORMAT = "licrt-checkpoint"
+#: Stage modules hold the codec under this name, and the exporter keeps it in initializer names.
+GRAPH_PREFIX = "codec."
+#: Weights stored in half precision are named with this suffix (see ``graphs.WeightStore``).
+HALF_SUFFIX = ".fp16"
 #: The most bytes a checkpoint's members may inflate to together.
 MAX_CHECKPOINT_BYTES = 2**34
 
@@ -133,6 +146,43 @@ def load_model(path: str | Path, codec_id: str, overrides: dict[str, str] | None
         raise ExportError(f"{path} holds no state dict of named tensors")
     state = {key.removeprefix("module."): value for key, value in state.items()}
     return build_fitting(codec_id, config, state, f"{path} does not fit {codec_id}")
+
+
+def parameters_in_graphs(bundle: Bundle) -> dict[str, np.ndarray]:
+    """The model parameters a bundle's stage graphs hold by name, at the bundle's quality level."""
+    held = {}
+    for graph in bundle.manifest.buckets[0].stages.values():
+        model = onnx.load(str(bundle.path(graph.file)), load_external_data=False)
+        load_external_data_for_model(model, str(bundle.weights_folder))
+        for tensor in model.graph.initializer:
+            if tensor.name.startswith(GRAPH_PREFIX):
+                held[tensor.name.removeprefix(GRAPH_PREFIX).removesuffix(HALF_SUFFIX)] = numpy_helper.to_array(tensor)
+    return held
+
+
+def model_from_bundle(bundle: Bundle, overrides: dict[str, str] | None = None):
+    """The PyTorch model of a bundle at its quality level: the weights its graphs hold by name, and the rest
+    from the level's ``params.npz``.
+
+    Raises:
+        ExportError: the codec is unknown to this licrt, or the weights do not fit it.
+    """
+    manifest = bundle.manifest
+    config = registry.make_config(manifest.codec, manifest.config, overrides)
+    # astype copies: the tensors own writable memory
+    state = {key: torch.from_numpy(value.astype(np.float32 if value.dtype == np.float16 else value.dtype))
+             for key, value in parameters_in_graphs(bundle).items()}
+    try:
+        with np.load(bundle.path(manifest.levels[bundle.level].parameters), allow_pickle=False) as stored:
+            state.update({key: torch.from_numpy(stored[key]) for key in stored.files})
+    except (OSError, ValueError) as exc:
+        raise ExportError(f"bundle {bundle.root}: cannot read the parameters of level {bundle.level_name} "
+                          f"({exc})") from None
+    title = f"bundle {bundle.root} (level {bundle.level_name})"
+    with torch.device("meta"):
+        expected = registry.build(manifest.codec, config).state_dict()
+    # Graphs may hold weights under names of buffers a model recomputes; only the state dict's keys count.
+    return build_fitting(manifest.codec, config, {k: v for k, v in state.items() if k in expected}, title)
 
 
 def build_fitting(codec_id: str, config, state: Mapping[str, torch.Tensor], title: str):

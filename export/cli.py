@@ -4,6 +4,7 @@ Example::
 
     export-onnx s2c-hybrid-s --random-init --shape 256x256 --out bundle
     export-onnx s2c-hybrid-s --checkpoint model.pt --shape 512x768 --shape 768x512 --out bundle
+    export-onnx s2c-hybrid-xs --checkpoint q1.pt --checkpoint q2.pt --checkpoint q3.pt --shape 512x768 --out bundle
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ from pathlib import Path
 
 import torch
 
+from licrt.runtime.bundle import Bundle
 from licrt.runtime.cli import CommandParser
-from licrt.runtime.errors import LicrtError
+from licrt.runtime.errors import ExportError, LicrtError
 
 from . import registry
 from .bundle_writer import GUARD_EPSILON, write_bundle
-from .checkpoint import load_model
+from .checkpoint import load_model, model_from_bundle
 
 
 def parse_shape(text: str) -> tuple[int, int]:
@@ -32,6 +34,22 @@ def parse_shape(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(f"shape {text!r} is not HEIGHTxWIDTH, e.g. 512x768") from None
 
 
+def checkpoint_levels(path: Path, codec_id: str, overrides: dict[str, str]) -> dict:
+    """The quality levels a checkpoint gives, by name: a checkpoint file is one, named after the file; a
+    bundle gives all of its own.
+
+    Raises:
+        ExportError: the checkpoint or bundle cannot be read or does not fit the codec.
+    """
+    if not path.is_dir():
+        return {path.stem: load_model(path, codec_id, overrides)}
+    bundle = Bundle.open(path)
+    if bundle.manifest.codec != codec_id:
+        raise ExportError(f"{path} is a {bundle.manifest.codec} bundle, not {codec_id}")
+    return {level.name: model_from_bundle(bundle.at_level(index), overrides)
+            for index, level in enumerate(bundle.manifest.levels)}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = CommandParser(
         prog="export-onnx",
@@ -40,7 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("codec", help="codec id, e.g. s2c-hybrid-s")
     weights = parser.add_mutually_exclusive_group(required=True)
-    weights.add_argument("--checkpoint", type=Path, help="trained weights (.pt)")
+    weights.add_argument("--checkpoint", type=Path, action="append",
+                         help="trained weights (.pt), or a bundle (all its quality levels); repeat for quality "
+                              "levels, lowest rate first (a .pt's level is named after its file, e.g. q1)")
     weights.add_argument("--random-init", action="store_true", help="random weights (for testing)")
     parser.add_argument("--seed", type=int, default=0, help="seed for --random-init (default 0)")
     parser.add_argument("--shape", type=parse_shape, action="append", required=True,
@@ -60,12 +80,18 @@ def main(argv: list[str] | None = None) -> int:
     try:
         overrides = registry.parse_assignments(args.settings)
         if args.checkpoint is not None:
-            model = load_model(args.checkpoint, args.codec, overrides)
+            levels = {}
+            for path in args.checkpoint:
+                for name, model in checkpoint_levels(path, args.codec, overrides).items():
+                    if name in levels:
+                        raise ExportError(f"two quality levels are named {name} (levels are named after their "
+                                          "checkpoint files, e.g. q1.pt, q2.pt)")
+                    levels[name] = model
         else:
             config = registry.make_config(args.codec, None, overrides)
             torch.manual_seed(args.seed)
-            model = registry.build(args.codec, config)
-        _, checks = write_bundle(model, args.shape, args.out, force=args.force, guard_epsilon=args.guard_epsilon)
+            levels = registry.build(args.codec, config)
+        _, checks = write_bundle(levels, args.shape, args.out, force=args.force, guard_epsilon=args.guard_epsilon)
     except LicrtError as exc:
         print(f"export-onnx: error: {exc}", file=sys.stderr)
         return 1
@@ -78,8 +104,9 @@ def main(argv: list[str] | None = None) -> int:
           f"{worst.max_error:.2e} ({worst.stage}@{worst.bucket}, output magnitude {worst.magnitude:.3g})")
     for check in checks:
         if check.max_error > check.tolerance:
-            print(f"  {check.stage}@{check.bucket}: {100 * check.beyond:.2f} % of outputs differ by up to "
-                  f"{check.max_error:.2e}, where near-tied keys are kept differently by top-k attention")
+            print(f"  {check.stage}@{check.bucket}{check.level_suffix}: {100 * check.beyond:.2f} % of outputs "
+                  f"differ by up to {check.max_error:.2e}, where near-tied keys are kept differently by top-k "
+                  "attention")
     print(f"wrote {args.out}")
     return 0
 

@@ -2,9 +2,11 @@
 
 Each bucket gets its own graph per stage, but the weights are the same for
 every bucket: :class:`WeightStore` moves all large initializers into one
-``weights.bin`` beside the graphs, stored once by content, and points the
+``weights.bin`` per quality level, stored once by content, and points the
 graphs at it through ONNX external data. A bundle with three buckets is
-therefore about as large as one with a single bucket.
+therefore about as large as one with a single bucket, and each further
+quality level costs its weights alone: every level's file has the same
+layout, so one set of graphs serves them all.
 
 Float32 weights whose values are all exactly representable in half
 precision (the weights of a half-precision checkpoint) are stored as float16
@@ -19,6 +21,7 @@ import hashlib
 import io
 import logging
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -77,50 +80,91 @@ def _quiet_exporter():
 
 
 class WeightStore:
-    """Collects initializers of many graphs into one content-addressed file.
+    """Collects the initializers of many graphs, at every quality level, into one weights file per level.
+
+    The levels share the graphs: a tensor sits at the same offset in every
+    level's file. Tensors are stored once by content (the same at every level),
+    in half precision where every level's values are exact in it.
 
     Args:
-        path: The weights file to write; graphs saved beside it refer to it by name.
+        paths: One weights file per level; graphs read whichever the runtime points them at by the file name.
     """
 
-    def __init__(self, path: Path):
-        self.path = path
-        self._offsets: dict[str, int] = {}
+    def __init__(self, paths: Sequence[Path]):
+        if len({path.name for path in paths}) != 1:
+            raise ValueError("every level's weights file has the same name (the graphs name it)")
+        self.paths = list(paths)
+        self._offsets: dict[tuple[str, ...], int] = {}
         self._size = 0
-        path.write_bytes(b"")
+        for path in self.paths:
+            path.write_bytes(b"")
 
-    def externalize(self, model: onnx.ModelProto) -> None:
-        """Move model's large initializers into the store (in place)."""
-        casts = []
-        for tensor in model.graph.initializer:
-            data = numpy_helper.to_array(tensor)
-            if data.nbytes < EXTERNAL_THRESHOLD:
+    def externalize(self, models: Sequence[onnx.ModelProto]) -> onnx.ModelProto:
+        """Move the weights of one graph, exported at every level, into the store; returns the graph.
+
+        Initializers at least :data:`EXTERNAL_THRESHOLD` bytes large, and
+        those that differ between levels, are moved; the first level's graph
+        is changed in place and returned.
+
+        Raises:
+            ExportError: the levels' graphs differ in more than their weights.
+        """
+        _check_same_graph(models)
+        model, casts = models[0], []
+        for tensors in zip(*(m.graph.initializer for m in models), strict=True):
+            tensor, arrays = tensors[0], [numpy_helper.to_array(t) for t in tensors]
+            raws = [a.tobytes() for a in arrays]
+            if arrays[0].nbytes < EXTERNAL_THRESHOLD and len(set(raws)) == 1:
                 continue
-            if data.dtype == np.float32 and _exact_in_half(data):
+            if arrays[0].dtype == np.float32 and all(_exact_in_half(a) for a in arrays):
                 casts.append(onnx.helper.make_node("Cast", [f"{tensor.name}.fp16"], [tensor.name],
                                                    name=f"{tensor.name}.cast", to=onnx.TensorProto.FLOAT))
                 tensor.name, tensor.data_type = f"{tensor.name}.fp16", onnx.TensorProto.FLOAT16
-                data = data.astype(np.float16)
-            raw = np.ascontiguousarray(data).tobytes()
-            key = hashlib.sha256(raw).hexdigest()
-            if key not in self._offsets:
-                padding = -self._size % ALIGNMENT
-                with open(self.path, "ab") as file:
-                    file.write(b"\0" * padding + raw)
-                self._offsets[key] = self._size + padding
-                self._size += padding + len(raw)
-            for field in ("raw_data", "float_data", "int32_data", "int64_data", "double_data", "uint64_data"):
-                tensor.ClearField(field)
-            del tensor.external_data[:]
-            for name, value in (("location", self.path.name), ("offset", self._offsets[key]),
-                                ("length", len(raw))):
-                entry = tensor.external_data.add()
-                entry.key, entry.value = name, str(value)
-            tensor.data_location = onnx.TensorProto.EXTERNAL
+                raws = [np.ascontiguousarray(a.astype(np.float16)).tobytes() for a in arrays]
+            self._point(tensor, self._store(raws), len(raws[0]))
         if casts:  # the casts must precede every use of their outputs
             nodes = [*casts, *model.graph.node]
             del model.graph.node[:]
             model.graph.node.extend(nodes)
+        return model
+
+    def _store(self, raws: list[bytes]) -> int:
+        """Offset of these tensor bytes (one per level), appended at the same offset in every file if new."""
+        key = tuple(hashlib.sha256(raw).hexdigest() for raw in raws)
+        if key not in self._offsets:
+            padding = -self._size % ALIGNMENT
+            for path, raw in zip(self.paths, raws, strict=True):
+                with open(path, "ab") as file:
+                    file.write(b"\0" * padding + raw)
+            self._offsets[key] = self._size + padding
+            self._size += padding + len(raws[0])
+        return self._offsets[key]
+
+    def _point(self, tensor: onnx.TensorProto, offset: int, length: int) -> None:
+        for field in ("raw_data", "float_data", "int32_data", "int64_data", "double_data", "uint64_data"):
+            tensor.ClearField(field)
+        del tensor.external_data[:]
+        for name, value in (("location", self.paths[0].name), ("offset", offset), ("length", length)):
+            entry = tensor.external_data.add()
+            entry.key, entry.value = name, str(value)
+        tensor.data_location = onnx.TensorProto.EXTERNAL
+
+
+def _check_same_graph(models: Sequence[onnx.ModelProto]) -> None:
+    """Raise ExportError unless the models are one graph with other weights."""
+
+    def structure(model: onnx.ModelProto) -> bytes:
+        copy = onnx.ModelProto()
+        copy.CopyFrom(model)
+        for tensor in copy.graph.initializer:
+            for field in ("raw_data", "float_data", "int32_data", "int64_data", "double_data", "uint64_data"):
+                tensor.ClearField(field)
+        return copy.SerializeToString(deterministic=True)
+
+    first = structure(models[0])
+    if any(structure(model) != first for model in models[1:]):
+        raise ExportError(f"the quality levels export graph {models[0].graph.name or ''} differently (not only "
+                          "in their weights); export them as separate bundles")
 
 
 def _exact_in_half(data: np.ndarray) -> bool:
@@ -128,17 +172,23 @@ def _exact_in_half(data: np.ndarray) -> bool:
         return np.array_equal(data.astype(np.float16).astype(np.float32), data)
 
 
-def save_graph(model: onnx.ModelProto, path: Path, store: WeightStore) -> None:
-    """Externalize the weights of model into store and write the graph file.
+def save_graph(models: Sequence[onnx.ModelProto], path: Path, store: WeightStore) -> onnx.ModelProto:
+    """Check one graph, exported at every quality level, move its weights into store and write the graph file;
+    returns the graph as written.
 
     The exporter's per-node debugging metadata (Python stack and module
-    paths, two thirds of a graph file) is dropped.
+    paths, two thirds of a graph file) is dropped. The graph is checked with
+    its weights inline: once they are external, they lie in the levels'
+    folders, where the ONNX checker does not look (export then runs every
+    written graph at every level in ONNX Runtime).
     """
-    for node in model.graph.node:
-        del node.metadata_props[:]
-    store.externalize(model)
-    path.write_bytes(model.SerializeToString())
+    for model in models:
+        for node in model.graph.node:
+            del node.metadata_props[:]
     try:
-        onnx.checker.check_model(str(path))
+        onnx.checker.check_model(models[0])
     except onnx.checker.ValidationError as exc:
         raise ExportError(f"{path.name} is not a valid ONNX graph: {exc}") from None
+    model = store.externalize(models)
+    path.write_bytes(model.SerializeToString())
+    return model

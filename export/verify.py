@@ -28,6 +28,8 @@ TOPK_FLIP_SHARE = 0.1
 class StageCheck:
     bucket: str
     stage: str
+    #: The quality level's name ("" in a bundle of one level).
+    level: str
     max_error: float
     magnitude: float
     #: Share of output elements beyond the tolerance.
@@ -39,23 +41,29 @@ class StageCheck:
         return TOLERANCE * max(1.0, self.magnitude)
 
     @property
+    def level_suffix(self) -> str:
+        return f" ({self.level})" if self.level else ""
+
+    @property
     def passed(self) -> bool:
         return self.max_error <= self.tolerance or (self.has_topk and self.beyond <= TOPK_FLIP_SHARE)
 
 
-def verify_bundle(bundle: Bundle, references: dict[str, dict[str, tuple[dict, dict]]]) -> list[StageCheck]:
-    """Run every stage graph on the inputs PyTorch saw and compare the outputs.
+def verify_bundle(bundle: Bundle, references: dict[tuple[str, str], dict[str, tuple[dict, dict]]],
+                  level: str = "") -> list[StageCheck]:
+    """Run every stage graph at the bundle's quality level on the inputs PyTorch saw and compare the outputs.
 
     Args:
-        bundle: The freshly written bundle.
-        references: Per bucket name, per stage, the (inputs, outputs) PyTorch
-            recorded (see ``HyperpriorCodec.reference``).
+        bundle: The freshly written bundle, at the level to check.
+        references: Per (level name, bucket name), per stage, the (inputs,
+            outputs) PyTorch recorded (see ``HyperpriorCodec.reference``).
+        level: The name checks report the level by ("" for a bundle of one level).
     """
     backend = OnnxRuntimeBackend(providers=["CPUExecutionProvider"])
     checks = []
     for bucket in bundle.manifest.buckets:
         for stage, graph in bucket.stages.items():
-            inputs, outputs = references[bucket.name][stage]
+            inputs, outputs = references[bundle.level_name, bucket.name][stage]
             path = bundle.path(graph.file)
             results = backend.load(bundle, stage, graph).run({name: _numpy(t) for name, t in inputs.items()})
             errors = [np.abs(results[name] - _numpy(t)).ravel() for name, t in outputs.items()]
@@ -63,7 +71,7 @@ def verify_bundle(bundle: Bundle, references: dict[str, dict[str, tuple[dict, di
             tolerance = TOLERANCE * max(1.0, magnitude)
             error = np.concatenate(errors)
             nodes = onnx.load(str(path), load_external_data=False).graph.node
-            checks.append(StageCheck(bucket.name, stage, float(error.max()), magnitude,
+            checks.append(StageCheck(bucket.name, stage, level, float(error.max()), magnitude,
                                      float(np.mean(error > tolerance)), any(n.domain == DOMAIN for n in nodes)))
     return checks
 

@@ -87,21 +87,29 @@ def _verify_files(root: Path, manifest: Manifest) -> None:
 
 
 class Bundle:
-    """A bundle on disk, checked against its manifest, with its entropy tables loaded.
+    """A bundle on disk, checked against its manifest, at one of its quality levels, with that level's entropy
+    tables loaded.
 
     Example:
         >>> bundle = Bundle.open("bundles/s2c")            # doctest: +SKIP
         >>> bundle.manifest.codec, bundle.bucket_shapes     # doctest: +SKIP
         ('s2c-hybrid-s', [(256, 256)])
+        >>> bundle.at_level(0).level_name                   # doctest: +SKIP
+        'q1'
     """
 
-    def __init__(self, root: Path, manifest: Manifest, fingerprint: bytes):
+    def __init__(self, root: Path, manifest: Manifest, fingerprint: bytes, level: int | None = None):
         self.root = root
         self.manifest = manifest
         #: 8 bytes of the sha256 of manifest.json, which lists the sha256 of
         #: every other file: any change to the bundle changes it.
         self.fingerprint = fingerprint
-        self.z_tables, _ = load_tables(self.path(manifest.z_tables))
+        #: Index of the quality level whose weights and tables this object uses.
+        self.level = manifest.default_level if level is None else level
+        if not 0 <= self.level < len(manifest.levels):
+            raise BundleError(f"bundle {root} has quality levels 1 to {len(manifest.levels)}, not {self.level + 1}")
+        level_files = manifest.levels[self.level]
+        self.z_tables, _ = load_tables(self.path(level_files.z_tables))
         self.y_tables, scale_table = load_tables(self.path(manifest.y_tables))
         if scale_table is None:
             raise BundleError(f"{manifest.y_tables} has no scale table")
@@ -109,8 +117,30 @@ class Bundle:
         for bucket in manifest.buckets:
             channels = bucket.stages["h_s"].input("z_hat").shape[1]
             if channels != len(self.z_tables):
-                raise BundleError(f"{manifest.z_tables} has {len(self.z_tables)} rows, one per channel of "
+                raise BundleError(f"{level_files.z_tables} has {len(self.z_tables)} rows, one per channel of "
                                   f"z_hat, which has {channels} (bucket {bucket.name})")
+
+    def at_level(self, level: int) -> Bundle:
+        """The same bundle at another quality level (an index into ``manifest.levels``).
+
+        Raises:
+            BundleError: the bundle has no such level, or its tables are malformed.
+        """
+        return self if level == self.level else Bundle(self.root, self.manifest, self.fingerprint, level)
+
+    @property
+    def level_name(self) -> str:
+        return self.manifest.levels[self.level].name
+
+    @property
+    def key(self) -> bytes:
+        """Identifies the weights this object runs with: the fingerprint and the level (for backends' caches)."""
+        return self.fingerprint + bytes([self.level])
+
+    @property
+    def weights_folder(self) -> Path:
+        """The real folder of this level's weights file, where the stage graphs' external data is found."""
+        return self.path(self.manifest.levels[self.level].weights).parent
 
     @classmethod
     def open(cls, path: str | Path) -> Bundle:

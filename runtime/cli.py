@@ -54,11 +54,13 @@ def compress(args) -> None:
 
     check_output(args.output, args.input, args.force)
     Image.MAX_IMAGE_PIXELS = None  # licrt holds the image to --max-pixels itself, before decoding its pixels
-    data = _open_codec(args).compress(args.input, progress=True)
+    codec = _open_codec(args)
+    data = codec.compress(args.input, quality=args.quality, progress=True)
     write_atomic(args.output, data)
     header = Header.from_bytes(data)
     print(f"{args.output}: {len(data):,} bytes, {8 * len(data) / (header.height * header.width):.4f} bpp "
-          f"({header.width}x{header.height})")
+          f"({header.width}x{header.height}, quality {header.level + 1} of {len(codec.qualities)}: "
+          f"{codec.qualities[header.level]})")
 
 
 def decompress(args) -> None:
@@ -66,9 +68,10 @@ def decompress(args) -> None:
 
     image_format(args.output)  # an unknown extension fails before any decoding
     check_output(args.output, args.input, args.force)
-    image = _open_codec(args).decompress(args.input, progress=True)
-    write_atomic(args.output, encode_image(image, args.output))
-    print(f"{args.output}: {image.shape[1]}x{image.shape[0]}")
+    photo = _open_codec(args).decompress_photo(args.input, progress=True)
+    write_atomic(args.output, encode_image(photo, args.output))
+    height, width = photo.pixels.shape[:2]
+    print(f"{args.output}: {width}x{height}{' gray' if photo.gray else ''}")
 
 
 def info(args) -> None:
@@ -78,13 +81,18 @@ def info(args) -> None:
         rows = [
             ("file", f"{args.input}"),
             ("size", f"{size:,} bytes, {8 * size / (header.height * header.width):.4f} bpp"),
-            ("image", f"{header.width}x{header.height}"),
+            ("image", f"{header.width}x{header.height} {'gray' if header.gray else 'RGB'}"
+                      + (f", ICC profile {len(header.icc_profile):,} bytes" if header.icc_profile else "")),
             ("tiles", f"{header.tile_rows}x{header.tile_cols} (bucket {header.bucket})"),
             ("bundle", header.bundle_fingerprint.hex()),
             ("encoder profile", header.profile),
         ]
     codec = _open_codec(args)
-    if codec.bundle.fingerprint != header.bundle_fingerprint:
+    own_bundle = codec.bundle.fingerprint == header.bundle_fingerprint
+    level = (f" of {len(codec.qualities)}: {codec.qualities[header.level]}"
+             if own_bundle and header.level < len(codec.qualities) else "")
+    rows.insert(-1, ("quality level", f"{header.level + 1}{level}"))
+    if not own_bundle:
         rows.append(("estimate", f"unavailable: {codec.bundle.root} is not this file's bundle"))
     else:
         report = codec.inspect(args.input)
@@ -198,6 +206,10 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(function=function)
 
     command("compress", compress, "compress an image", "image file (PNG, JPEG, ...)", "output .lic file")
+    commands.choices["compress"].add_argument(
+        "--quality", type=_count, metavar="N",
+        help="the bundle's quality level, 1 = lowest rate (default: the bundle's default level; the file records "
+             "it, decompress needs no flag)")
     commands.choices["compress"].add_argument(
         "--no-guard", action="store_true",
         help="record no guarded decisions: the file then decodes only where the floats match this backend's")

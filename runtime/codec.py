@@ -5,6 +5,7 @@ Example:
     >>> codec = Codec.open("bundle")                         # doctest: +SKIP
     >>> data = codec.compress("photo.png")                   # doctest: +SKIP
     >>> image = codec.decompress(data)   # (H, W, 3) uint8   # doctest: +SKIP
+    >>> smaller = codec.compress("photo.png", quality=1)     # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ from tqdm import tqdm
 
 from .backends import Backend, open_backend
 from .bundle import DEFAULT_BUNDLE, Bundle
-from .container import MAX_HEADER_SIZE, Container, Header, TileSection, section_framing
-from .errors import BitstreamError, LicrtError
-from .images import check_rgb, read_image
+from .container import GRAY, MAX_HEADER_SIZE, MAX_ICC_PROFILE, RGB, Container, Header, TileSection, section_framing
+from .errors import BitstreamError, ImageError, LicrtError
+from .images import Photo, read_photo
 from .limits import Limits
 from .scheduler import TileCoder
 from .tiling import TileGrid, choose_grid, crop, pad
@@ -60,7 +61,7 @@ class Codec:
     """Compresses images with one bundle on one backend.
 
     Args:
-        bundle: An opened :class:`Bundle`.
+        bundle: An opened :class:`Bundle`; its level is the quality used when none is asked for.
         backend: The backend that runs its stage graphs.
         limits: What one image may cost; checked before any work, for images
             to compress and files to decompress alike.
@@ -75,7 +76,7 @@ class Codec:
         self.backend = backend
         self.limits = Limits() if limits is None else limits
         self.guard = guard
-        self._coders: dict[int, TileCoder] = {}
+        self._coders: dict[tuple[int, int], TileCoder] = {}
 
     @classmethod
     def open(
@@ -92,11 +93,27 @@ class Codec:
             backend = open_backend(backend)
         return cls(bundle, backend, limits, guard)
 
-    def _coder(self, bucket_index: int) -> TileCoder:
-        if bucket_index not in self._coders:
+    @property
+    def qualities(self) -> list[str]:
+        """The bundle's quality levels by name; ``quality=N`` asks for the N-th (1: the lowest rate)."""
+        return [level.name for level in self.bundle.manifest.levels]
+
+    def _level(self, quality: int | None) -> int:
+        """The level index of a quality (1-based; None: the bundle's level)."""
+        if quality is None:
+            return self.bundle.level
+        levels = self.qualities
+        if not 1 <= quality <= len(levels):
+            names = ", ".join(f"{index} ({name})" for index, name in enumerate(levels, 1))
+            raise LicrtError(f"quality {quality} is not one of this bundle's levels: {names}")
+        return quality - 1
+
+    def _coder(self, level: int, bucket_index: int) -> TileCoder:
+        if (level, bucket_index) not in self._coders:
             bucket = self.bundle.manifest.buckets[bucket_index]
-            self._coders[bucket_index] = TileCoder(self.bundle, bucket, self.backend, self.guard)
-        return self._coders[bucket_index]
+            self._coders[level, bucket_index] = TileCoder(self.bundle.at_level(level), bucket, self.backend,
+                                                          self.guard)
+        return self._coders[level, bucket_index]
 
     def _grid(self, height: int, width: int, what: str) -> TileGrid:
         """The tile grid of an image, within the limits."""
@@ -105,22 +122,34 @@ class Codec:
         self.limits.check_tiles(grid.rows * grid.cols, what)
         return grid
 
-    def compress(self, image: str | Path | np.ndarray, *, progress: bool = False) -> bytes:
-        """Compress an image file or an (H, W, 3) uint8 RGB array to bytes.
+    def compress(self, image: str | Path | np.ndarray | Photo, *, quality: int | None = None,
+                 progress: bool = False) -> bytes:
+        """Compress an image file, an (H, W, 3) RGB or (H, W) gray uint8 array, or a :class:`Photo` to bytes.
+
+        Args:
+            quality: The bundle's quality level, 1 (lowest rate) to ``len(qualities)``; the file records it.
+                Default: the bundle's default level.
 
         Raises:
-            ImageError: the image cannot be read or is not 8-bit RGB/gray.
+            LicrtError: the bundle has no such quality level.
+            ImageError: the image cannot be read or is not 8-bit RGB/gray, or
+                its ICC profile is larger than a file carries.
             LimitError: the image has more pixels or needs more tiles than
                 the limits allow (checked before its pixels are decoded).
             CodingError: the model produces latents that cannot be coded.
         """
+        level = self._level(quality)
         if isinstance(image, (str, Path)):
-            pixels = read_image(image, check_size=lambda height, width: self._grid(height, width, str(image)))
+            photo = read_photo(image, check_size=lambda height, width: self._grid(height, width, str(image)))
         else:
-            pixels = check_rgb(image)
+            photo = image if isinstance(image, Photo) else Photo(image)
+        if len(photo.icc_profile) > MAX_ICC_PROFILE:
+            raise ImageError(f"the image's ICC profile has {len(photo.icc_profile):,} bytes, more than a licrt file "
+                             f"carries ({MAX_ICC_PROFILE:,})")
+        pixels = photo.rgb
         height, width = pixels.shape[:2]
         grid = self._grid(height, width, "the image")
-        coder = self._coder(grid.bucket)
+        coder = self._coder(level, grid.bucket)
         padding = self.bundle.manifest.padding
         sections = []
         with _progress(coder, grid, progress, "compress", coder.runs(encode=True)):
@@ -138,11 +167,26 @@ class Codec:
             tile_rows=grid.rows,
             tile_cols=grid.cols,
             passes=1 + len(self.bundle.manifest.schedule.steps),
+            level=level,
+            colour=GRAY if photo.gray else RGB,
+            icc_profile=photo.icc_profile,
         )
         return Container(header, tuple(sections)).to_bytes()
 
     def decompress(self, data: bytes | str | Path, *, progress: bool = False) -> np.ndarray:
-        """Decompress a file made by :meth:`compress` (its bytes or its path) to an (H, W, 3) uint8 array.
+        """Decompress a file made by :meth:`compress` (its bytes or its path) to an (H, W, 3) uint8 array, or
+        (H, W) for a gray image (see :meth:`decompress_photo` for the ICC profile too).
+
+        Raises:
+            BitstreamError, LimitError: as :meth:`decompress_photo`.
+        """
+        return self.decompress_photo(data, progress=progress).pixels
+
+    def decompress_photo(self, data: bytes | str | Path, *, progress: bool = False) -> Photo:
+        """Decompress a file made by :meth:`compress` (its bytes or its path) to its pixels and ICC profile.
+
+        The file says which quality level it was coded at. A gray image comes
+        back gray: the mean of the three channels the model decodes.
 
         Raises:
             BitstreamError: the data is truncated, corrupted, not a licrt file,
@@ -152,15 +196,19 @@ class Codec:
                 header, before anything else is read).
         """
         container, grid = self._open_container(data)
+        header = container.header
         # Pages of the image are committed as tiles are written into it.
-        image = np.empty((grid.height, grid.width, 3), dtype=np.uint8)
+        image = np.empty((grid.height, grid.width, 1 if header.gray else 3), dtype=np.uint8)
         padding = self.bundle.manifest.padding
         for (rows, cols), coded in self._decode_tiles(container, grid, progress, reconstruct=True):
-            tile = np.rint(np.clip(coded.x_hat[0], 0.0, 1.0) * 255).astype(np.uint8)
+            x_hat = np.clip(coded.x_hat[0], 0.0, 1.0)
+            if header.gray:
+                x_hat = x_hat.mean(axis=0, keepdims=True)
+            tile = np.rint(x_hat * 255).astype(np.uint8)
             image[rows, cols] = crop(
                 tile.transpose(1, 2, 0), rows.stop - rows.start, cols.stop - cols.start, padding
             )
-        return image
+        return Photo(image[..., 0] if header.gray else image, header.icc_profile)
 
     def inspect(self, data: bytes | str | Path) -> FileReport:
         """Decode a file's symbols (without reconstructing pixels) and account for its bits."""
@@ -192,6 +240,10 @@ class Codec:
         passes = 1 + len(self.bundle.manifest.schedule.steps)
         if header.passes != passes:
             raise BitstreamError(f"the file codes {header.passes} passes per tile; its bundle codes {passes}")
+        levels = len(self.bundle.manifest.levels)
+        if header.level >= levels:
+            raise BitstreamError(f"the file was coded at quality level {header.level + 1}; its bundle has "
+                                 f"{levels}")
         grid = self._grid(header.height, header.width, "the file's image")
         if (grid.bucket, grid.rows, grid.cols) != (header.bucket, header.tile_rows, header.tile_cols):
             raise BitstreamError("the file's tile layout does not match its image size")
@@ -203,7 +255,7 @@ class Codec:
             with open_compressed(data) as (file, header, size):
                 grid = self._check_header(header)
                 largest = header.size + grid.rows * grid.cols * (
-                    section_framing(header.passes) + self._coder(grid.bucket).max_payload
+                    section_framing(header.passes) + self._coder(header.level, grid.bucket).max_payload
                 )
                 if size > largest:
                     raise BitstreamError(f"the file holds {size:,} bytes, more than its header allows "
@@ -214,11 +266,12 @@ class Codec:
             data = bytes(data)
             header = Header.from_bytes(data)
             grid = self._check_header(header)
-        return Container.from_bytes(data, header, max_payload=self._coder(grid.bucket).max_payload), grid
+        max_payload = self._coder(header.level, grid.bucket).max_payload
+        return Container.from_bytes(data, header, max_payload=max_payload), grid
 
     def _decode_tiles(self, container: Container, grid: TileGrid, progress: bool, reconstruct: bool):
         """Yield (image region, decoded tile) for every tile, row-major."""
-        coder = self._coder(grid.bucket)
+        coder = self._coder(container.header.level, grid.bucket)
         encoder, decoder = container.header.profile, self.backend.profile
         epsilon = self.bundle.manifest.guard_epsilon
         if encoder.endswith(UNGUARDED):

@@ -1,23 +1,27 @@
-"""The licrt bitstream container, format version 3.
+"""The licrt bitstream container, format version 4.
 
 Byte layout (integers big-endian)::
 
     offset  size  field
     0       8     magic  89 'L' 'I' 'C' 0D 0A 1A 0A  (PNG-style: catches text-mode
                   transfers and truncation to 7 bits)
-    8       1     container format version (3)
+    8       1     container format version (4)
     9       8     bundle fingerprint (the bundle a file can only be decoded with)
-    17      4     original image height
-    21      4     original image width
-    25      1     bucket index into the bundle's shape buckets
-    26      2     tile rows
-    28      2     tile columns
-    30      1     coded passes per tile P (ẑ, then every schedule step)
-    31      1     length n of the encoder's profile (1 ≤ n)
-    32      n     encoder's profile: printable ASCII naming what set its floats
+    17      1     quality level: index into the bundle's levels (weights and tables)
+    18      4     original image height
+    22      4     original image width
+    26      1     bucket index into the bundle's shape buckets
+    27      2     tile rows
+    29      2     tile columns
+    31      1     coded passes per tile P (ẑ, then every schedule step)
+    32      1     colour: 0 RGB, 1 gray (coded as R = G = B, returned as one channel)
+    33      1     length n of the encoder's profile (1 ≤ n)
+    34      4     length m of the image's ICC profile (0: none)
+    38      n     encoder's profile: printable ASCII naming what set its floats
                   (backend, version, device, graph optimisation, precision)
-    32+n    4     header check: CRC-32 of bytes 0 .. 31+n
-    36+n          one section per tile, row-major:
+    38+n    m     the image's ICC profile, as read from the input
+    38+n+m  4     header check: CRC-32 of bytes 0 .. 37+n+m
+    42+n+m        one section per tile, row-major:
                     4      payload length L (bytes, a multiple of 4, at least 4)
                     2·P    per-pass digests: CRC-32 of the pass's symbols and
                            coding decisions, low 16 bits
@@ -42,7 +46,7 @@ wrong image; instead it stops with an error naming the pass and both
 profiles. The profile is there for that message; it does not decide whether
 a file decodes.
 
-Files of formats 1 and 2 are refused with a message that says which licrt
+Files of formats 1 to 3 are refused with a message that says which licrt
 reads them.
 
 Every read is bounds-checked; any inconsistency raises :class:`BitstreamError`.
@@ -61,14 +65,19 @@ from .errors import BitstreamError
 MAGIC = b"\x89LIC\r\n\x1a\n"
 #: Earlier formats, and what reads them.
 _READ_BY = {1: "format 2 binds every tile to its place; decode it with licrt 0.1",
-            2: "format 3 decodes on any backend; decode it with licrt 0.2"}
-VERSION = 3
-_FIELDS = struct.Struct(">8sB8sIIBHHBB")
+            2: "format 3 decodes on any backend; decode it with licrt 0.2",
+            3: "format 4 records the quality level, gray images and ICC profiles; decode it with licrt 0.3"}
+VERSION = 4
+_FIELDS = struct.Struct(">8sB8sBIIBHHBBBI")
 _U32 = struct.Struct(">I")
 #: The longest profile a header can hold (its length is one byte).
 MAX_PROFILE_LENGTH = 255
-#: The largest header: fields, the longest profile and the header check.
-MAX_HEADER_SIZE = _FIELDS.size + MAX_PROFILE_LENGTH + _U32.size
+#: The largest ICC profile a file carries (real ones are a few hundred bytes to a few hundred KiB).
+MAX_ICC_PROFILE = 2**20
+#: Colours a file can hold.
+RGB, GRAY = 0, 1
+#: The largest header: fields, the longest profile and ICC profile, and the header check.
+MAX_HEADER_SIZE = _FIELDS.size + MAX_PROFILE_LENGTH + MAX_ICC_PROFILE + _U32.size
 #: A tile codes at least one symbol, and the range coder writes at least one
 #: word for any symbols: no payload is shorter.
 MIN_PAYLOAD = 4
@@ -103,6 +112,16 @@ class Header:
     tile_rows: int
     tile_cols: int
     passes: int
+    #: Index into the bundle's quality levels.
+    level: int = 0
+    #: :data:`RGB` or :data:`GRAY`.
+    colour: int = RGB
+    #: The input's ICC profile, carried to the decoded image (empty: none).
+    icc_profile: bytes = b""
+
+    @property
+    def gray(self) -> bool:
+        return self.colour == GRAY
 
     @property
     def tiles(self) -> int:
@@ -111,14 +130,20 @@ class Header:
     @property
     def size(self) -> int:
         """Bytes of the header, its check included."""
-        return _FIELDS.size + len(self.profile) + _U32.size
+        return _FIELDS.size + len(self.profile) + len(self.icc_profile) + _U32.size
 
     def to_bytes(self) -> bytes:
         profile = self.profile.encode()
         if not _is_profile(profile):
             raise ValueError(f"a profile is 1 to {MAX_PROFILE_LENGTH} printable ASCII characters: {self.profile!r}")
-        fields = _FIELDS.pack(MAGIC, VERSION, self.bundle_fingerprint, self.height, self.width, self.bucket,
-                              self.tile_rows, self.tile_cols, self.passes, len(profile)) + profile
+        if len(self.icc_profile) > MAX_ICC_PROFILE:
+            raise ValueError(f"an ICC profile of {len(self.icc_profile):,} bytes is more than a file carries "
+                             f"({MAX_ICC_PROFILE:,})")
+        if self.colour not in (RGB, GRAY):
+            raise ValueError(f"colour {self.colour} is neither RGB ({RGB}) nor gray ({GRAY})")
+        fields = _FIELDS.pack(MAGIC, VERSION, self.bundle_fingerprint, self.level, self.height, self.width,
+                              self.bucket, self.tile_rows, self.tile_cols, self.passes, self.colour, len(profile),
+                              len(self.icc_profile)) + profile + self.icc_profile
         return fields + _U32.pack(zlib.crc32(fields))
 
     @classmethod
@@ -143,19 +168,26 @@ class Header:
             raise BitstreamError(f"container format {version} is not supported (this licrt reads {VERSION})")
         if len(data) < _FIELDS.size:
             raise BitstreamError("the file is truncated inside its header")
-        _, _, bundle_fp, height, width, bucket, rows, cols, passes, profile_length = _FIELDS.unpack_from(data)
-        end = _FIELDS.size + profile_length
+        (_, _, bundle_fp, level, height, width, bucket, rows, cols, passes, colour, profile_length,
+         icc_length) = _FIELDS.unpack_from(data)
+        if icc_length > MAX_ICC_PROFILE:
+            raise BitstreamError(f"the file header is corrupted (it claims an ICC profile of {icc_length:,} bytes, "
+                                 f"more than {MAX_ICC_PROFILE:,})")
+        end = _FIELDS.size + profile_length + icc_length
         if len(data) < end + _U32.size:
             raise BitstreamError("the file is truncated inside its header")
         (check,) = _U32.unpack_from(data, end)
         if zlib.crc32(data[:end]) != check:
             raise BitstreamError("the file header is corrupted (check mismatch)")
-        profile = bytes(data[_FIELDS.size : end])
+        profile = bytes(data[_FIELDS.size : _FIELDS.size + profile_length])
         if not _is_profile(profile):
             raise BitstreamError("the file header is malformed (its profile is not printable text)")
+        if colour not in (RGB, GRAY):
+            raise BitstreamError(f"the file header is malformed (colour {colour} is neither RGB nor gray)")
         if min(height, width, rows, cols, passes) == 0:
             raise BitstreamError("the file header describes an empty image")
-        return cls(bundle_fp, profile.decode(), height, width, bucket, rows, cols, passes)
+        return cls(bundle_fp, profile.decode(), height, width, bucket, rows, cols, passes, level, colour,
+                   bytes(data[_FIELDS.size + profile_length : end]))
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ import os
 import tempfile
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +23,9 @@ from .limits import Limits
 #: File extensions taken as images when a folder is listed.
 IMAGE_EXTENSIONS = (".bmp", ".jpeg", ".jpg", ".png", ".ppm", ".tif", ".tiff", ".webp")
 
-#: Pillow modes that convert to RGB without losing information.
+#: Pillow modes that convert to RGB or gray without losing information, and those of them that are gray.
 _CONVERTIBLE_MODES = {"RGB", "L", "P", "CMYK", "YCbCr", "1"}
+_GRAY_MODES = {"L", "1"}
 #: Pillow's modes of images with an alpha channel.
 _ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
 #: 16-bit gray (Pillow reads 16-bit RGB as 8-bit RGB, keeping each sample's high byte; licrt does the same here).
@@ -33,12 +35,32 @@ ORIENTATION = 0x0112
 _QUARTER_TURNS = {5, 6, 7, 8}
 
 
-def read_image(path: str | Path, check_size: Callable[[int, int], object] | None = None) -> np.ndarray:
-    """Read an image file as an (H, W, 3) uint8 RGB array, upright.
+@dataclass(frozen=True)
+class Photo:
+    """An image as licrt codes it: 8-bit RGB (H, W, 3) or gray (H, W), and the ICC profile it came with."""
+
+    pixels: np.ndarray
+    icc_profile: bytes = b""
+
+    def __post_init__(self):
+        object.__setattr__(self, "pixels", check_pixels(self.pixels))
+
+    @property
+    def gray(self) -> bool:
+        return self.pixels.ndim == 2
+
+    @property
+    def rgb(self) -> np.ndarray:
+        """The pixels as (H, W, 3), gray as R = G = B."""
+        return np.repeat(self.pixels[..., None], 3, axis=2) if self.gray else self.pixels
+
+
+def read_photo(path: str | Path, check_size: Callable[[int, int], object] | None = None) -> Photo:
+    """Read an image file upright, as 8-bit RGB or gray, with its ICC profile.
 
     As photos come: the EXIF orientation is applied; an alpha channel that is
     opaque everywhere is dropped; 16-bit samples keep their high byte (licrt
-    codes 8 bits per sample); gray becomes R = G = B.
+    codes 8 bits per sample); gray stays gray.
 
     Args:
         check_size: Called with the image's height and width as it will be
@@ -61,7 +83,8 @@ def read_image(path: str | Path, check_size: Callable[[int, int], object] | None
                 width, height = height, width
             (check_size or Limits().check_pixels)(height, width)
             image.load()
-            return np.asarray(_to_rgb(ImageOps.exif_transpose(image), path), dtype=np.uint8)
+            pixels = _to_rgb_or_gray(ImageOps.exif_transpose(image), path)
+            return Photo(np.asarray(pixels, dtype=np.uint8), image.info.get("icc_profile") or b"")
     except FileNotFoundError:
         raise ImageError(f"{path}: no such file") from None
     except IsADirectoryError:
@@ -74,7 +97,12 @@ def read_image(path: str | Path, check_size: Callable[[int, int], object] | None
         raise ImageError(f"{path}: cannot read image ({exc})") from None
 
 
-def _to_rgb(image: Image.Image, path: Path) -> Image.Image:
+def read_image(path: str | Path, check_size: Callable[[int, int], object] | None = None) -> np.ndarray:
+    """Read an image file as an (H, W, 3) uint8 RGB array (see :func:`read_photo`; gray becomes R = G = B)."""
+    return read_photo(path, check_size).rgb
+
+
+def _to_rgb_or_gray(image: Image.Image, path: Path) -> Image.Image:
     if image.mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")
     if image.mode in _ALPHA_MODES:
@@ -90,7 +118,7 @@ def _to_rgb(image: Image.Image, path: Path) -> Image.Image:
         image = Image.fromarray((samples.astype(np.uint32) >> 8).astype(np.uint8), "L")
     if image.mode not in _CONVERTIBLE_MODES:
         raise ImageError(f"{path}: pixel mode {image.mode} is not supported (RGB or gray, 8 or 16 bits)")
-    return image.convert("RGB")
+    return image.convert("L" if image.mode in _GRAY_MODES else "RGB")
 
 
 def list_images(folder: str | Path) -> list[Path]:
@@ -108,23 +136,26 @@ def list_images(folder: str | Path) -> list[Path]:
     return files
 
 
-def check_rgb(array: np.ndarray) -> np.ndarray:
-    """Return array as a contiguous (H, W, 3) uint8 array, or raise ImageError."""
+def check_pixels(array: np.ndarray) -> np.ndarray:
+    """Return array as a contiguous (H, W, 3) RGB or (H, W) gray uint8 array, or raise ImageError."""
     array = np.asarray(array)
-    if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
+    if array.dtype != np.uint8 or not (array.ndim == 2 or array.ndim == 3 and array.shape[2] == 3):
         raise ImageError(
-            f"expected an (H, W, 3) uint8 RGB array, got {array.dtype}{list(array.shape)}"
+            f"expected an (H, W, 3) RGB or (H, W) gray uint8 array, got {array.dtype}{list(array.shape)}"
         )
     if array.shape[0] == 0 or array.shape[1] == 0:
         raise ImageError(f"the image is empty ({array.shape[0]}x{array.shape[1]})")
     return np.ascontiguousarray(array)
 
 
-def encode_image(array: np.ndarray, path: str | Path) -> bytes:
-    """Encode an RGB array in the format the file name asks for (PNG, JPEG, ...)."""
+def encode_image(photo: Photo, path: str | Path) -> bytes:
+    """Encode a photo in the format the file name asks for (PNG, JPEG, ...), with its ICC profile where the
+    format holds one."""
     buffer = io.BytesIO()
+    options = {"icc_profile": photo.icc_profile} if photo.icc_profile else {}
     try:
-        Image.fromarray(check_rgb(array), "RGB").save(buffer, format=image_format(Path(path)))
+        Image.fromarray(photo.pixels, "L" if photo.gray else "RGB").save(
+            buffer, format=image_format(Path(path)), **options)
     except (KeyError, ValueError, OSError) as exc:
         raise ImageError(f"{path}: cannot write this image format ({exc})") from None
     return buffer.getvalue()

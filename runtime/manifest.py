@@ -2,10 +2,17 @@
 
 A bundle is a directory::
 
-    manifest.json        this file's content, described by :class:`Manifest`
-    stages/*.onnx        static-shape stage graphs, one set per shape bucket
-    stages/weights.bin   their weights, stored once for all buckets
-    entropy/*.npz        coding tables (see :mod:`licrt.runtime.entropy`)
+    manifest.json              this file's content, described by :class:`Manifest`
+    stages/*.onnx              static-shape stage graphs, one set per shape bucket
+    levels/NAME/weights.bin    the graphs' weights at one quality level, stored
+                               once for all buckets, at the same offsets in every
+                               level (so all levels share the graphs)
+    levels/NAME/z.npz          the level's ẑ coding tables
+    levels/NAME/params.npz     the level's model parameters that no graph holds by
+                               name (with the graphs' named weights, the PyTorch
+                               model; the runtime never reads it)
+    entropy/y.npz              ŷ coding tables, shared by all levels
+                               (see :mod:`licrt.runtime.entropy`)
 
 Every codec is a hyperprior model with the same stage roles; the tensor names
 are the interface::
@@ -32,7 +39,7 @@ from .schedule import (ENTROPY_PARAMETERS, NAME, RASTER_POSITION, RASTER_ROW_IND
                        CodingSchedule)
 
 FORMAT = "licrt-bundle"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
 #: Graphs every bucket has besides one graph per context step.
 TRANSFORM_STAGES = ("g_a", "h_a", "h_s", "g_s")
@@ -58,8 +65,9 @@ DTYPES = ("float32", "int64")
 #: before it costs memory or time. Each is far beyond any real bundle.
 MAX_MANIFEST_BYTES = 16 * 2**20
 MAX_STRIDE = 1024
-#: A file's bucket index is one byte.
+#: A file's bucket index and quality level are one byte each.
 MAX_BUCKETS = 255
+MAX_LEVELS = 255
 MAX_BUCKET_SIDE = 2**15
 MAX_BUCKET_PIXELS = 2**26
 MAX_TENSOR_RANK = 8
@@ -70,6 +78,9 @@ MAX_FILES = 4096
 #: A bundle file's path: relative, POSIX separators, no ``..`` (checked when opened).
 FILE_PATH = r"[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*"
 SHA256 = r"[0-9a-f]{64}"
+LEVEL_NAME = r"[A-Za-z0-9_.-]{1,32}"
+#: The files of a quality level, in its directory; the graphs name the weights file.
+LEVEL_WEIGHTS, LEVEL_Z_TABLES, LEVEL_PARAMETERS = "weights.bin", "z.npz", "params.npz"
 CODEC_ID = r"[A-Za-z0-9_.-]{1,64}"
 
 
@@ -156,6 +167,33 @@ class Bucket:
 
 
 @dataclass(frozen=True)
+class Level:
+    """A quality level: the weights all stage graphs run with, and the ẑ tables that go with them."""
+
+    name: str
+    directory: str
+
+    @property
+    def weights(self) -> str:
+        return f"{self.directory}/{LEVEL_WEIGHTS}"
+
+    @property
+    def z_tables(self) -> str:
+        return f"{self.directory}/{LEVEL_Z_TABLES}"
+
+    @property
+    def parameters(self) -> str:
+        return f"{self.directory}/{LEVEL_PARAMETERS}"
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "directory": self.directory}
+
+    @classmethod
+    def from_json(cls, field: Field) -> Level:
+        return cls(field["name"].str(LEVEL_NAME), field["directory"].str(FILE_PATH))
+
+
+@dataclass(frozen=True)
 class Padding:
     """How an image is padded up to its bucket: edge mode and where it sits."""
 
@@ -174,7 +212,9 @@ class Manifest:
         padding: How images are padded up to a bucket.
         buckets: Shape buckets, each with its stage graphs.
         schedule: The coding schedule for ŷ.
-        z_tables, y_tables: Paths of the entropy tables inside the bundle.
+        levels: Quality levels, from the lowest rate to the highest.
+        default_level: Index of the level used when none is asked for.
+        y_tables: Path of the ŷ entropy tables inside the bundle.
         y_quantization: One of :data:`Y_QUANTIZATIONS`.
         precision: Numeric precision of the graphs (``fp32``).
         files: sha256 of every file in the bundle, by relative path.
@@ -191,7 +231,8 @@ class Manifest:
     padding: Padding
     buckets: tuple[Bucket, ...]
     schedule: CodingSchedule
-    z_tables: str
+    levels: tuple[Level, ...]
+    default_level: int
     y_tables: str
     y_quantization: str
     precision: str
@@ -218,8 +259,9 @@ class Manifest:
             },
             "buckets": [b.to_json() for b in self.buckets],
             "schedule": self.schedule.to_json(),
+            "levels": [level.to_json() for level in self.levels],
+            "default_level": self.default_level,
             "entropy": {
-                "z": {"tables": self.z_tables},
                 "y": {"tables": self.y_tables, "quantization": self.y_quantization, "mean_step": self.mean_step},
                 "guard": {"epsilon": self.guard_epsilon, "margin": self.guard_margin},
                 "rounding": self.rounding,
@@ -260,6 +302,7 @@ class Manifest:
         mean_step = entropy["y"]["mean_step"]
         mean_step = None if mean_step.value is None else mean_step.float(2.0 ** -MEAN_STEP_EXPONENTS[-1], 1.0)
         root["codec"]["config"].items(max_items=256)  # informational, but an object
+        levels = tuple(Level.from_json(level) for level in root["levels"].list(MAX_LEVELS, min_items=1))
         manifest = cls(
             codec=root["codec"]["id"].str(CODEC_ID),
             config=root["codec"]["config"].value,
@@ -270,7 +313,8 @@ class Manifest:
             ),
             buckets=tuple(Bucket.from_json(b, stride) for b in root["buckets"].list(MAX_BUCKETS, min_items=1)),
             schedule=schedule,
-            z_tables=entropy["z"]["tables"].str(FILE_PATH),
+            levels=levels,
+            default_level=root["default_level"].int(0, len(levels) - 1),
             y_tables=entropy["y"]["tables"].str(FILE_PATH),
             y_quantization=entropy["y"]["quantization"].str(choices=Y_QUANTIZATIONS),
             precision=root["precision"].str(choices=PRECISIONS),
@@ -296,9 +340,13 @@ class Manifest:
             if not re.fullmatch(FILE_PATH, path) or ".." in path.split("/"):
                 raise BundleError(f"manifest.json: files names {path[:80]!r}, a path that is not relative or leads "
                                   "outside the bundle")
-        for path in (self.z_tables, self.y_tables):
+        names = [level.name for level in self.levels]
+        if len(set(names)) != len(names) or len({level.directory for level in self.levels}) != len(names):
+            raise BundleError("manifest.json: two quality levels share a name or a directory")
+        level_files = (p for level in self.levels for p in (level.weights, level.z_tables, level.parameters))
+        for path in (self.y_tables, *level_files):
             if path not in self.files:
-                raise BundleError(f"manifest.json: table file {path} is not listed in files")
+                raise BundleError(f"manifest.json: {path} is not listed in files")
         stage_names = set(TRANSFORM_STAGES) | {s.name for s in self.schedule.steps}
         for bucket in self.buckets:
             for name in sorted(set(bucket.stages) ^ stage_names):

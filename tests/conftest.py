@@ -42,6 +42,14 @@ def tiny_bundle(tmp_path_factory) -> Bundle:
 
 
 @pytest.fixture(scope="session")
+def levels_bundle(tmp_path_factory) -> Bundle:
+    """The tiny bundle at two quality levels: the tiny model with two seeds' weights, sharing its graphs."""
+    out = tmp_path_factory.mktemp("bundles") / "levels"
+    write_bundle({"low": tiny_model(seed=0), "high": tiny_model(seed=1)}, [(128, 128)], out, progress=False)
+    return Bundle.open(out)
+
+
+@pytest.fixture(scope="session")
 def full_bundle(tmp_path_factory):
     """The real s2c-hybrid-s (random init, seed 0) at 256x256, with its PyTorch model."""
     torch.manual_seed(0)

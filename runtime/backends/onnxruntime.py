@@ -64,6 +64,9 @@ class OnnxRuntimeBackend(Backend):
     def load(self, bundle, name: str, graph: StageGraph) -> StageRunner:
         path = bundle.path(graph.file)
         options = self._ort.SessionOptions()
+        # The graphs of all quality levels are the same; the level's folder holds the weights they name.
+        options.add_session_config_entry("session.model_external_initializers_file_folder_path",
+                                         str(bundle.weights_folder))
         level = GRAPH_OPTIMIZATIONS[self.graph_optimization]
         options.graph_optimization_level = getattr(self._ort.GraphOptimizationLevel, level)
         options.use_deterministic_compute = True
@@ -71,9 +74,9 @@ class OnnxRuntimeBackend(Backend):
         if self.threads:
             options.intra_op_num_threads = self.threads
         try:
-            session = self._ort.InferenceSession(
-                str(path), sess_options=options, providers=self.providers
-            )
+            session = self._ort.InferenceSession(path.read_bytes(), sess_options=options, providers=self.providers)
+        except OSError as exc:
+            raise BackendError(f"cannot read stage {name} ({path.name}): {exc.strerror}") from None
         except Exception as exc:  # ONNX Runtime raises its own untyped errors
             raise BackendError(f"ONNX Runtime cannot load stage {name} ({path.name}): {exc}") from None
         return _SessionRunner(name, graph, session)

@@ -10,8 +10,8 @@ ahead-of-time plugin (:mod:`licrt.plugins.topk_attention.tensorrt_plugin`).
 
 Plans are cached under :func:`engine_cache` (``$LICRT_ENGINE_CACHE``, else
 ``~/.cache/licrt/engines``; the default bundle lives in site-packages), keyed
-by what determines a plan: the bundle's fingerprint, the graph's sha256, the
-TensorRT version, the GPU and the builder settings.
+by what determines a plan: the bundle's fingerprint and quality level, the
+graph's sha256, the TensorRT version, the GPU and the builder settings.
 
 Imported only when asked for: tensorrt and polygraphy are optional
 (``pip install 'licrt[gpu]'``) and need an NVIDIA GPU.
@@ -19,15 +19,18 @@ Imported only when asked for: tensorrt and polygraphy are optional
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import BackendError
-from ..manifest import StageGraph
+from ..manifest import LEVEL_WEIGHTS, StageGraph
 from .base import Backend, StageRunner
 
 #: Where plans are kept unless ``$LICRT_ENGINE_CACHE`` says otherwise.
@@ -77,7 +80,8 @@ class TensorRTBackend(Backend):
 
     def plan_path(self, bundle, graph: StageGraph) -> Path:
         """Where the plan for this graph of this bundle, on this GPU and TensorRT, is cached."""
-        key = json.dumps({"bundle": bundle.fingerprint.hex(), "graph": bundle.manifest.files[graph.file],
+        key = json.dumps({"bundle": bundle.fingerprint.hex(), "level": bundle.level_name,
+                          "graph": bundle.manifest.files[graph.file],
                           "tensorrt": self._trt.__version__, "gpu": self.gpu, **BUILDER}, sort_keys=True)
         return self.cache / f"{Path(graph.file).stem}.{hashlib.sha256(key.encode()).hexdigest()[:20]}.plan"
 
@@ -91,9 +95,9 @@ class TensorRTBackend(Backend):
             import licrt.plugins.topk_attention.tensorrt_plugin  # noqa: F401  (registers the plugin)
         config = polygraphy.CreateConfig(tf32=BUILDER["tf32"], load_timing_cache=self.timing_cache)
         try:
-            network = polygraphy.network_from_onnx_path(str(bundle.path(graph.file)),
-                                                        strongly_typed=BUILDER["strongly_typed"])
-            engine = polygraphy.engine_from_network(network, config=config, save_timing_cache=self.timing_cache)
+            with _graph_beside_weights(bundle, graph) as onnx_path:
+                network = polygraphy.network_from_onnx_path(str(onnx_path), strongly_typed=BUILDER["strongly_typed"])
+                engine = polygraphy.engine_from_network(network, config=config, save_timing_cache=self.timing_cache)
         except Exception as exc:  # polygraphy and TensorRT raise their own untyped errors
             raise BackendError(f"TensorRT could not build {graph.file}: {exc}") from None
         self.cache.mkdir(parents=True, exist_ok=True)
@@ -120,6 +124,17 @@ class _EngineRunner(StageRunner):
         except Exception as exc:
             raise BackendError(f"TensorRT failed to run stage {self.name}: {exc}") from None
         return {spec.name: np.asarray(outputs[spec.name]) for spec in self.graph.outputs}
+
+
+@contextlib.contextmanager
+def _graph_beside_weights(bundle, graph: StageGraph):
+    """The graph file in a temporary folder beside a link to the level's weights: TensorRT's parser finds
+    external data beside the graph it parses, and one graph serves every level."""
+    with tempfile.TemporaryDirectory(prefix="licrt-trt-") as folder:
+        path = Path(folder) / Path(graph.file).name
+        shutil.copyfile(bundle.path(graph.file), path)
+        (Path(folder) / LEVEL_WEIGHTS).symlink_to(bundle.weights_folder / LEVEL_WEIGHTS)
+        yield path
 
 
 def _uses_topk_attention(bundle, graph: StageGraph) -> bool:

@@ -40,3 +40,16 @@ def test_eval_writes_results_summary_and_plot_and_resumes(tiny_bundle, tmp_path)
 def test_unknown_anchor(tmp_path, capsys):
     assert main(["eval", str(DATA), "--anchors", "gif", "--out", str(tmp_path)]) == 1
     assert "unknown anchor 'gif'" in capsys.readouterr().err
+
+
+def test_every_quality_level_of_a_bundle_is_a_point_of_its_curve(levels_bundle, tmp_path):
+    assert main(["eval", str(DATA), "--bundle", str(levels_bundle.root), "--anchors", "", "--limit", "1",
+                 "--out", str(tmp_path)]) == 0
+    rows = read_rows(tmp_path)
+    assert sorted(r["point"] for r in rows) == ["high", "low"]
+    by_point = {r["point"]: int(r["bytes"]) for r in rows}
+    image = load_image("house_96x64.png")
+    codec = Codec.open(levels_bundle)
+    assert by_point == {"low": len(codec.compress(image, quality=1)), "high": len(codec.compress(image, quality=2))}
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert {name: entry["quality"] for name, entry in summary["bundles"].items()} == {"low": 1, "high": 2}

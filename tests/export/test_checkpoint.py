@@ -2,7 +2,10 @@ import pytest
 import torch
 
 from tests.helpers import TINY_SETTINGS, tiny_model
-from licrt.export.checkpoint import checkpoint_dict, load_model, save_checkpoint
+from licrt.export.checkpoint import checkpoint_dict, load_model, model_from_bundle, save_checkpoint
+from licrt.export.cli import checkpoint_levels
+from licrt.export.cli import main as export_onnx
+from licrt.runtime.bundle import Bundle
 from licrt.runtime.errors import ExportError
 
 
@@ -88,3 +91,23 @@ def test_malformed_checkpoint_contents(tmp_path, content, message):
     torch.save(content, tmp_path / "m.pt")
     with pytest.raises(ExportError, match=message):
         load_model(tmp_path / "m.pt", "s2c-hybrid-s")
+
+
+def test_a_bundle_holds_every_level_s_model(levels_bundle):
+    for index, seed in enumerate((0, 1)):
+        rebuilt = model_from_bundle(levels_bundle.at_level(index)).state_dict()
+        original = tiny_model(seed).state_dict()
+        assert rebuilt.keys() == original.keys()
+        for key, value in original.items():
+            assert torch.equal(rebuilt[key], value), key
+
+
+def test_exporting_from_a_bundle_writes_the_same_bundle(levels_bundle, tmp_path):
+    """A bundle is the checkpoint of its levels: re-exported (e.g. to other shapes), it gives the same files."""
+    assert export_onnx(["s2c-hybrid-s", "--checkpoint", str(levels_bundle.root), "--shape", "128x128",
+                        "--out", str(tmp_path / "again")]) == 0
+    again = Bundle.open(tmp_path / "again")
+    assert again.manifest.files == levels_bundle.manifest.files
+    assert [level.name for level in again.manifest.levels] == ["low", "high"]
+    with pytest.raises(ExportError, match="is a s2c-hybrid-s bundle, not entroformer"):
+        checkpoint_levels(levels_bundle.root, "entroformer", {})

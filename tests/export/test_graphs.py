@@ -21,8 +21,8 @@ def test_half_precision_weights_are_stored_as_float16_and_shared_by_buckets(tmp_
     _, checks = write_bundle(model, [(64, 64), (128, 128)], tmp_path / "half", progress=False)
     assert all(c.passed for c in checks)
     bundle = Bundle.open(tmp_path / "half")
-    half_size = (bundle.root / "stages" / "weights.bin").stat().st_size
-    full_size = (tiny_bundle.root / "stages" / "weights.bin").stat().st_size
+    half_size = (bundle.weights_folder / "weights.bin").stat().st_size
+    full_size = (tiny_bundle.weights_folder / "weights.bin").stat().st_size
     # fp32 random weights are stored once although the graphs differ per bucket ...
     assert full_size < 1.1 * parameter_bytes(model)
     # ... and weights that are exact in fp16 take half the space.
@@ -41,6 +41,6 @@ def test_half_precision_weights_are_stored_as_float16_and_shared_by_buckets(tmp_
 def test_top_k_graphs_may_differ_where_keys_tie():
     from licrt.export.verify import StageCheck
 
-    assert StageCheck("b", "g_s", 1e-3, 1.0, 0.001, has_topk=False).passed is False
-    assert StageCheck("b", "h_a", 1e-3, 1.0, 0.02, has_topk=True).passed is True
-    assert StageCheck("b", "h_a", 1e-3, 1.0, 0.5, has_topk=True).passed is False
+    assert StageCheck("b", "g_s", "", 1e-3, 1.0, 0.001, has_topk=False).passed is False
+    assert StageCheck("b", "h_a", "", 1e-3, 1.0, 0.02, has_topk=True).passed is True
+    assert StageCheck("b", "h_a", "", 1e-3, 1.0, 0.5, has_topk=True).passed is False

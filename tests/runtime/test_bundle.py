@@ -39,11 +39,11 @@ def test_missing_file(bundle_copy):
 
 
 def test_altered_file(bundle_copy):
-    weights = bundle_copy / "stages" / "weights.bin"
+    weights = bundle_copy / "levels" / "default" / "weights.bin"
     data = bytearray(weights.read_bytes())
     data[100] ^= 1
     weights.write_bytes(bytes(data))
-    with pytest.raises(BundleError, match="damaged: stages/weights.bin"):
+    with pytest.raises(BundleError, match="damaged: levels/default/weights.bin"):
         Bundle.open(bundle_copy)
 
 
@@ -63,6 +63,10 @@ def edit_manifest(root, change):
     (lambda d: d["schedule"]["steps"].pop(), "not coded exactly once"),
     (lambda d: d["buckets"][0]["stages"]["g_s"]["inputs"][0].update(name="y"), "stage g_s"),
     (lambda d: d["entropy"]["y"].update(quantization="dithered"), "quantization must be one of"),
+    (lambda d: d.update(default_level=1), "default_level"),
+    (lambda d: d["levels"].append(dict(d["levels"][0])), "two quality levels share a name"),
+    (lambda d: d["levels"][0].update(directory="../elsewhere"), "../elsewhere/weights.bin is not listed"),
+    (lambda d: d.update(levels=[]), "levels"),
 ])
 def test_inconsistent_manifests_are_refused(bundle_copy, change, message):
     edit_manifest(bundle_copy, change)

@@ -39,6 +39,33 @@ def test_compress_decompress_and_info_without_torch(compressed, tiny_bundle, tmp
     assert "ε = 1e-05 × margin 3: side streams" in out and "without the guard" not in out
 
 
+def test_quality_is_chosen_at_compress_and_read_from_the_file(levels_bundle, tmp_path):
+    code, out, err = licrt("compress", DATA / "house_96x64.png", "a.lic", "--bundle", levels_bundle.root,
+                           "--quality", "2", cwd=tmp_path)
+    assert code == 0 and "quality 2 of 2: high" in out, err
+    code, out, err = licrt("info", "a.lic", "--bundle", levels_bundle.root, cwd=tmp_path)
+    assert code == 0 and "quality level    2 of 2: high" in out, out
+    code, out, err = licrt("decompress", "a.lic", "a.png", "--bundle", levels_bundle.root, cwd=tmp_path)
+    assert code == 0, err
+    code, out, err = licrt("compress", DATA / "house_96x64.png", "b.lic", "--bundle", levels_bundle.root,
+                           "--quality", "3", cwd=tmp_path)
+    assert code == 1 and err == "licrt: error: quality 3 is not one of this bundle's levels: 1 (low), 2 (high)\n"
+
+
+def test_gray_png_with_icc_profile_comes_back_gray_with_it(tiny_bundle, tmp_path):
+    from PIL import Image, ImageCms
+
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    Image.open(DATA / "house_96x64.png").convert("L").save(tmp_path / "gray.png", icc_profile=icc)
+    for args in (("compress", "gray.png", "a.lic"), ("decompress", "a.lic", "back.png")):
+        code, out, err = licrt(*args, "--bundle", tiny_bundle.root, cwd=tmp_path)
+        assert code == 0, err
+    back = Image.open(tmp_path / "back.png")
+    assert back.mode == "L" and back.size == (96, 64) and back.info["icc_profile"] == icc
+    code, out, err = licrt("info", "a.lic", "--bundle", tiny_bundle.root, cwd=tmp_path)
+    assert f"96x64 gray, ICC profile {len(icc):,} bytes" in out
+
+
 def test_no_guard_is_recorded_and_shown(tiny_bundle, tmp_path):
     code, out, err = licrt("compress", DATA / "house_96x64.png", "a.lic", "--bundle", tiny_bundle.root, "--no-guard",
                            cwd=tmp_path)

@@ -10,6 +10,7 @@ from licrt.runtime.backends.perturbed import PerturbedBackend
 from licrt.runtime.codec import Codec
 from licrt.runtime.container import Container
 from licrt.runtime.errors import BitstreamError, ImageError
+from licrt.runtime.images import Photo
 from licrt.runtime.scheduler import DivergenceError
 from licrt.runtime.tiling import pad
 
@@ -60,7 +61,7 @@ def test_tiled_odd_size_round_trip(codec):
 
 
 @pytest.mark.parametrize("array", [
-    np.zeros((10, 10), np.uint8),
+    np.zeros((10, 10, 1), np.uint8),
     np.zeros((10, 10, 4), np.uint8),
     np.zeros((10, 10, 3), np.float32),
     np.zeros((0, 10, 3), np.uint8),
@@ -101,7 +102,7 @@ def test_the_profile_names_what_changes_floats():
 
 def test_progress_counts_every_stage_run_of_a_tile(tiny_bundle):
     """What the progress bar follows: one tick per stage graph run, as many as the coder announces."""
-    coder = Codec(tiny_bundle, OnnxRuntimeBackend())._coder(0)
+    coder = Codec(tiny_bundle, OnnxRuntimeBackend())._coder(0, 0)
     ticks = []
     coder.on_run = lambda: ticks.append(1)
     tile = load_image("parrots_256x256.png")[:128, :128]
@@ -110,3 +111,21 @@ def test_progress_counts_every_stage_run_of_a_tile(tiny_bundle):
     ticks.clear()
     coder.decode(coded.payload, coded.digests, "")
     assert len(ticks) == coder.runs(encode=False) == 2 + len(tiny_bundle.manifest.schedule.steps)
+
+
+def test_gray_comes_back_gray(codec):
+    gray = load_image("house_96x64.png")[..., 1]
+    data = codec.compress(gray)
+    assert Container.from_bytes(data).header.gray
+    decoded = codec.decompress(data)
+    assert decoded.shape == gray.shape and decoded.dtype == np.uint8
+    # the mean of the model's three decoded channels
+    colour = codec.decompress(codec.compress(np.dstack([gray] * 3)))
+    assert np.abs(decoded.astype(int) - colour.mean(axis=2)).max() <= 1
+
+
+def test_icc_profile_travels_with_the_file(codec):
+    photo = Photo(load_image("house_96x64.png"), icc_profile=b"an ICC profile")
+    data = codec.compress(photo)
+    assert codec.decompress_photo(data).icc_profile == b"an ICC profile"
+    assert codec.decompress_photo(codec.compress(photo.pixels)).icc_profile == b""

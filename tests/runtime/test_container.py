@@ -4,7 +4,7 @@ import zlib
 import numpy as np
 import pytest
 
-from licrt.runtime.container import Container, Header, TileSection, pass_digest
+from licrt.runtime.container import GRAY, MAX_ICC_PROFILE, Container, Header, TileSection, pass_digest
 from licrt.runtime.errors import BitstreamError
 
 SAMPLE = Container(
@@ -17,20 +17,25 @@ SAMPLE = Container(
         tile_rows=1,
         tile_cols=2,
         passes=2,
+        level=1,
+        colour=GRAY,
+        icc_profile=b"\xaa\xbb",
     ),
     sections=(TileSection(b"\x01\x02\x03\x04", (7, 65535)), TileSection(b"\x05\x06\x07\x08", (0, 1))),
 )
 
 # The byte layout is a compatibility promise: this pins it.
 GOLDEN = (
-    "894c49430d0a1a0a03"          # magic, version 3
+    "894c49430d0a1a0a04"          # magic, version 4
     "0001020304050607"            # bundle fingerprint
+    "01"                          # quality level 2
     "000000be000000fa"            # height 190, width 250
     "02" "0001" "0002" "02"       # bucket 2, 1x2 tiles, 2 passes
-    "03" "637075"                 # profile "cpu"
-    "3a1ec127"                    # header check
-    "00000004" "0007ffff" "01020304" "d4b0dbac"   # tile 1: length, digests, payload, running check
-    "00000004" "00000001" "05060708" "ff0f21cc"   # tile 2
+    "01" "03" "00000002"          # gray, profile and ICC profile lengths
+    "637075" "aabb"               # profile "cpu", ICC profile
+    "d1afa759"                    # header check
+    "00000004" "0007ffff" "01020304" "78fd2a0c"   # tile 1: length, digests, payload, running check
+    "00000004" "00000001" "05060708" "a660d090"   # tile 2
 )
 
 
@@ -101,6 +106,7 @@ def test_payloads_longer_than_the_coder_writes_are_refused():
     (os.urandom(64), "not a licrt file"),
     (bytes.fromhex("894c49430d0a1a0a01") + bytes(60), "container format 1, which this licrt no longer reads"),
     (bytes.fromhex("894c49430d0a1a0a02") + bytes(60), "format 2, .* decode it with licrt 0.2"),
+    (bytes.fromhex("894c49430d0a1a0a03") + bytes(60), "format 3, .* decode it with licrt 0.3"),
     (bytes.fromhex("894c49430d0a1a0a07") + bytes(60), "container format 7 is not supported"),
 ])
 def test_foreign_and_old_data_is_refused(data, message):
@@ -110,12 +116,31 @@ def test_foreign_and_old_data_is_refused(data, message):
 
 def test_a_profile_that_is_not_printable_is_refused():
     header = bytearray(SAMPLE.header.to_bytes()[:-4])
-    header[-3:] = b"\x1b[2"  # a terminal escape sequence, with a valid check
+    header[38:41] = b"\x1b[2"  # a terminal escape sequence in place of "cpu", with a valid check
     forged = bytes(header) + zlib.crc32(header).to_bytes(4, "big")
     with pytest.raises(BitstreamError, match="profile is not printable"):
         Header.from_bytes(forged)
     with pytest.raises(ValueError):
         Header(**{**SAMPLE.header.__dict__, "profile": "tab\there"}).to_bytes()
+
+
+def forged_header(offset: int, value: bytes) -> bytes:
+    """SAMPLE's header with bytes replaced at offset, and a valid check."""
+    header = bytearray(SAMPLE.header.to_bytes()[:-4])
+    header[offset : offset + len(value)] = value
+    return bytes(header) + zlib.crc32(header).to_bytes(4, "big")
+
+
+def test_an_icc_profile_longer_than_a_file_carries_is_refused_before_it_is_read():
+    with pytest.raises(BitstreamError, match="ICC profile of 1,048,577 bytes"):
+        Header.from_bytes(forged_header(34, (MAX_ICC_PROFILE + 1).to_bytes(4, "big")))
+    with pytest.raises(ValueError, match="ICC profile"):
+        Header(**{**SAMPLE.header.__dict__, "icc_profile": bytes(MAX_ICC_PROFILE + 1)}).to_bytes()
+
+
+def test_an_unknown_colour_is_refused():
+    with pytest.raises(BitstreamError, match="colour 2 is neither RGB nor gray"):
+        Header.from_bytes(forged_header(32, b"\x02"))
 
 
 def test_trailing_bytes_are_refused():

@@ -33,6 +33,10 @@ def runner(tmp_path):
                       (TensorSpec("out", (4, 3), "float32"), TensorSpec("row", (1, 3), "float32")))
 
     class Folder:
+        """What a backend asks of a bundle: where a graph and its weights are."""
+
+        weights_folder = tmp_path
+
         def path(self, name):
             return tmp_path / name
 

@@ -22,6 +22,8 @@ from licrt.runtime.cli import main
 from tests.helpers import DATA
 
 OUTSIDE_OPENS: list[str] = []
+#: The tiny bundle's ẑ tables (its one quality level is named "default").
+Z_TABLES = "levels/default/z.npz"
 
 
 @pytest.fixture(scope="module")
@@ -80,15 +82,15 @@ def stage_file(root: Path, stage: str) -> str:
     return manifest(root)["buckets"][0]["stages"][stage]["file"]
 
 
-def replace_table(name: str, arrays: dict, compression=zipfile.ZIP_STORED):
+def replace_table(relative: str, arrays: dict, compression=zipfile.ZIP_STORED):
     def apply(root, outside):
-        path = root / "entropy" / name
+        path = root / relative
         with zipfile.ZipFile(path, "w", compression) as archive:
             for key, array in arrays.items():
                 buffer = io.BytesIO()
                 np.lib.format.write_array(buffer, np.asarray(array), allow_pickle=True)
                 archive.writestr(f"{key}.npy", buffer.getvalue())
-        rehash(root, f"entropy/{name}")
+        rehash(root, relative)
 
     return apply
 
@@ -106,14 +108,14 @@ def zip_bomb(root, outside):
 def forged_npy_header(root, outside):
     header = io.BytesIO()
     np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False, "shape": (2**40,)})
-    path = root / "entropy" / "z.npz"
+    path = root / Z_TABLES
     with zipfile.ZipFile(path, "w") as archive:
         archive.writestr("probabilities.npy", header.getvalue() + bytes(64))
         for key in ("lengths", "offsets"):
             buffer = io.BytesIO()
             np.lib.format.write_array(buffer, np.ones(4, np.int64))
             archive.writestr(f"{key}.npy", buffer.getvalue())
-    rehash(root, "entropy/z.npz")
+    rehash(root, Z_TABLES)
 
 
 def symlinked_stage(root, outside):
@@ -174,11 +176,11 @@ CASES = {
                               "schedule.steps[0].channels[1] must be an integer"),
     "zip bomb y.npz": (zip_bomb, "y.npz inflates to 536,870,912 bytes"),
     "npy header claiming 2^40 entries": (forged_npy_header, "claims a (1099511627776,) array"),
-    "pickled object array": (replace_table("z.npz", {"probabilities": np.array([{}, 1], dtype=object),
+    "pickled object array": (replace_table(Z_TABLES, {"probabilities": np.array([{}, 1], dtype=object),
                                                      "lengths": [2], "offsets": [0]}), "arrays of object"),
-    "NaN probabilities": (replace_table("z.npz", {"probabilities": np.full(64, np.nan), "lengths": np.full(32, 2),
+    "NaN probabilities": (replace_table(Z_TABLES, {"probabilities": np.full(64, np.nan), "lengths": np.full(32, 2),
                                                   "offsets": np.zeros(32, np.int64)}), "finite and non-negative"),
-    "z table rows that miss channels": (replace_table("z.npz", {"probabilities": np.ones(6), "lengths": [3, 3],
+    "z table rows that miss channels": (replace_table(Z_TABLES, {"probabilities": np.ones(6), "lengths": [3, 3],
                                                                 "offsets": [0, 0]}), "one per channel of z_hat"),
     "stride 0": (edit(lambda d: d["image"].update(stride=0)), "image.stride must be an integer in [1, 1,024], got 0"),
     "stride 1e999": (edit_text(lambda t: t.replace(b'"stride": 64', b'"stride": 1e999')), "got Infinity"),

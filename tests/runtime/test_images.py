@@ -1,11 +1,13 @@
-"""Photos as they come: EXIF orientation, opaque alpha, 16-bit samples, gray; what is refused."""
+"""Photos as they come: EXIF orientation, opaque alpha, 16-bit samples, gray, ICC profiles; what is refused."""
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from licrt.runtime.errors import ImageError
-from licrt.runtime.images import ORIENTATION, read_image
+from PIL import ImageCms
+
+from licrt.runtime.images import ORIENTATION, Photo, encode_image, read_image, read_photo
 
 from ..helpers import load_image
 
@@ -58,3 +60,34 @@ def test_32_bit_integer_samples_are_refused(tmp_path):
     Image.fromarray(np.full((8, 8), 1 << 20, np.int32), "I").save(path)
     with pytest.raises(ImageError, match="outside 0..65535"):
         read_image(path)
+
+
+def test_gray_stays_gray_in_every_depth(tmp_path):
+    gray = PHOTO[..., 1]
+    for name, array, mode in (("l.png", gray, "L"), ("la.png", np.dstack([gray, np.full(gray.shape, 255, np.uint8)]),
+                                                     "LA"), ("i16.png", gray.astype(np.uint16) << 8, None)):
+        photo = read_photo(saved(tmp_path, array, mode, name))
+        assert photo.gray and np.array_equal(photo.pixels, gray), name
+        assert np.array_equal(photo.rgb, np.dstack([gray] * 3))
+    assert not read_photo(saved(tmp_path, PHOTO)).gray
+
+
+def test_icc_profile_is_read_and_written(tmp_path):
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    photo = read_photo(saved(tmp_path, PHOTO, icc_profile=icc))
+    assert photo.icc_profile == icc
+    assert read_photo(saved(tmp_path, PHOTO, name="plain.png")).icc_profile == b""
+    for name in ("out.png", "out.jpg", "out.webp", "out.tif"):
+        written = tmp_path / name
+        written.write_bytes(encode_image(photo, written))
+        assert Image.open(written).info.get("icc_profile") == icc, name
+    gray = tmp_path / "gray.png"
+    gray.write_bytes(encode_image(Photo(PHOTO[..., 0]), gray))
+    assert Image.open(gray).mode == "L"
+
+
+@pytest.mark.parametrize("array", [np.zeros((4, 4, 4), np.uint8), np.zeros((4, 4), np.uint16),
+                                   np.zeros((0, 4), np.uint8)])
+def test_photos_hold_8_bit_rgb_or_gray(array):
+    with pytest.raises(ImageError):
+        Photo(array)
