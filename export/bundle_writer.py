@@ -20,8 +20,8 @@ from tqdm import tqdm
 
 from licrt.runtime.bundle import MANIFEST, Bundle, sha256_file
 from licrt.runtime.errors import ExportError
-from licrt.runtime.manifest import (LEVEL_NAME, MAX_GUARD_EPSILON, Bucket, Level, Manifest, StageGraph,
-                                    TensorSpec)
+from licrt.runtime.manifest import (GUARD_EPSILON, GUARD_MARGIN, LEVEL_NAME, MAX_GUARD_EPSILON, Bucket, Level,
+                                    Manifest, StageGraph, TensorSpec)
 
 from .checkpoint import GRAPH_PREFIX, HALF_SUFFIX
 from .entropy_models import fraction_bins, gaussian_tables
@@ -29,12 +29,6 @@ from .graphs import WeightStore, export_graph, save_graph
 from .hyperprior import HyperpriorCodec
 from .verify import StageCheck, verify_bundle
 
-
-#: The guard: ε covers the largest relative difference measured between
-#: backends' stage outputs; the margin covers how such differences grow through
-#: h_s and the context graphs (see README, "Decoding anywhere").
-GUARD_EPSILON = 1e-5
-GUARD_MARGIN = 3.0
 
 
 def probe_image(height: int, width: int) -> torch.Tensor:

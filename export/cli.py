@@ -13,15 +13,14 @@ import argparse
 import sys
 from pathlib import Path
 
-import torch
-
-from licrt.runtime.bundle import Bundle
 from licrt.runtime.cli import CommandParser
 from licrt.runtime.errors import ExportError, LicrtError
+from licrt.runtime.manifest import GUARD_EPSILON
 
 from . import registry
-from .bundle_writer import GUARD_EPSILON, write_bundle
-from .checkpoint import load_model, model_from_bundle
+
+# torch and the model code are imported once the arguments are parsed (help, version and usage errors
+# come quickly), except to list the codecs in --help.
 
 
 def parse_shape(text: str) -> tuple[int, int]:
@@ -41,6 +40,10 @@ def checkpoint_levels(path: Path, codec_id: str, overrides: dict[str, str]) -> d
     Raises:
         ExportError: the checkpoint or bundle cannot be read or does not fit the codec.
     """
+    from licrt.runtime.bundle import Bundle
+
+    from .checkpoint import load_model, model_from_bundle
+
     if not path.is_dir():
         return {path.stem: load_model(path, codec_id, overrides)}
     bundle = Bundle.open(path)
@@ -54,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = CommandParser(
         prog="export-onnx",
         description="Export a learned image codec to a licrt bundle of static-shape ONNX graphs.",
-        epilog="codecs: " + ", ".join(sorted(registry.codecs())),
+        epilog=lambda: "codecs: " + ", ".join(sorted(registry.codecs())),
     )
     parser.add_argument("codec", help="codec id, e.g. s2c-hybrid-s")
     weights = parser.add_mutually_exclusive_group(required=True)
@@ -77,6 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    import torch
+
+    from .bundle_writer import write_bundle
+
     try:
         overrides = registry.parse_assignments(args.settings)
         if args.checkpoint is not None:

@@ -10,19 +10,21 @@ NEEDS = ("torch", "onnx", "onnxscript")
 
 
 def export_onnx() -> int:
-    try:
-        from .cli import main
+    from .cli import main
+
+    try:  # torch is imported once the arguments are parsed (or to list the codecs in --help)
+        return main()
     except ImportError as exc:
         return _not_installed("export-onnx", exc)
-    return main()
 
 
 def train() -> int:
+    from .train import main
+
     try:
-        from .train import main
+        return main()
     except ImportError as exc:
         return _not_installed("licrt-train", exc)
-    return main()
 
 
 def _not_installed(command: str, exc: ImportError) -> int:

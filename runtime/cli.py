@@ -24,8 +24,8 @@ from .errors import LicrtError
 
 
 class CommandParser(argparse.ArgumentParser):
-    """licrt's commands: ``--version``, and usage errors in one line (status 2, argparse's) that say where
-    help is."""
+    """licrt's commands: ``--version``, usage errors in one line (status 2, argparse's) that say where help
+    is, and an epilog that may be a function, called only when help is shown (listing codecs imports them)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -33,6 +33,11 @@ class CommandParser(argparse.ArgumentParser):
             from importlib.metadata import version
 
             self.add_argument("--version", action="version", version=f"%(prog)s {version('licrt')}")
+
+    def format_help(self) -> str:
+        if callable(self.epilog):
+            self.epilog = self.epilog()
+        return super().format_help()
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")

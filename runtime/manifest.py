@@ -56,9 +56,14 @@ PRECISIONS = ("fp32",)
 MEAN_STEP_EXPONENTS = range(0, 11)
 #: The guard (see :mod:`licrt.runtime.guard`): ε, the relative difference
 #: between backends' stage outputs it covers, and the margin for how such
-#: differences grow on their way to a coding decision.
+#: differences grow on their way to a coding decision. Export writes the
+#: defaults unless told otherwise: ε covers the largest difference measured
+#: between backends, the margin its growth through h_s and the context graphs
+#: (see README, "Decoding anywhere").
 MAX_GUARD_EPSILON = 1e-3
 MAX_GUARD_MARGIN = 100.0
+GUARD_EPSILON = 1e-5
+GUARD_MARGIN = 3.0
 DTYPES = ("float32", "int64")
 
 #: Bounds on what a manifest may declare, so that a hostile one is refused

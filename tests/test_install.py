@@ -39,3 +39,14 @@ def test_export_commands_without_torch_say_what_to_install():
         result = subprocess.run([sys.executable, "-c", script, "--help"], capture_output=True, text=True)
         assert result.returncode == 1 and result.stdout == ""
         assert result.stderr.count("\n") == 1 and "pip install torch==2.13.0 'licrt[export]'" in result.stderr
+
+
+def test_export_commands_parse_their_arguments_before_importing_torch():
+    """Version and usage errors need no torch (help does: it lists the codecs)."""
+    for entry, command in (("export_onnx", "export-onnx"), ("train", "licrt-train")):
+        script = (f"import sys; sys.modules['torch'] = None; from licrt.export.commands import {entry}; "
+                  f"sys.exit({entry}())")
+        version = subprocess.run([sys.executable, "-c", script, "--version"], capture_output=True, text=True)
+        assert version.returncode == 0 and version.stdout.startswith(f"{command} "), version.stderr
+        usage = subprocess.run([sys.executable, "-c", script, "s2c-hybrid-s"], capture_output=True, text=True)
+        assert usage.returncode == 2 and "required" in usage.stderr and "torch" not in usage.stderr
