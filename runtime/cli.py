@@ -167,11 +167,13 @@ def build_engines(args) -> None:
 
     backend = TensorRTBackend(cache=args.cache, timing_cache=args.timing_cache)
     bundle = Bundle.open(args.bundle or DEFAULT_BUNDLE)
-    graphs = [graph for bucket in bundle.manifest.buckets for graph in bucket.stages.values()]
-    cached = sum(backend.plan_path(bundle, graph).is_file() for graph in graphs)
-    for graph in tqdm(graphs, desc="build-engines", unit="engine"):
-        backend.build(bundle, graph)
-    print(f"{len(graphs)} engines for {backend.profile} ({cached} were cached) in {backend.cache}")
+    plans = [(bundle.at_level(level), graph) for level in range(len(bundle.manifest.levels))
+             for bucket in bundle.manifest.buckets for graph in bucket.stages.values()]
+    cached = sum(backend.plan_path(*plan).is_file() for plan in plans)
+    for plan in tqdm(plans, desc="build-engines", unit="engine"):
+        backend.build(*plan)
+    print(f"{len(plans)} engines for {backend.profile}, every quality level ({cached} were cached) in "
+          f"{backend.cache}")
 
 
 def _count(text: str) -> int:
@@ -234,8 +236,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.set_defaults(function=evaluate)
 
     sub = commands.add_parser("build-engines", help="build a bundle's TensorRT engines (needs licrt[gpu])",
-                              description="Build one TensorRT plan per stage graph and bucket, for this GPU and "
-                                          "TensorRT, into the engine cache; --backend tensorrt then uses them. "
+                              description="Build one TensorRT plan per stage graph, bucket and quality level, "
+                                          "for this GPU and TensorRT, into the engine cache; --backend tensorrt "
+                                          "then uses them. "
                                           "Precision is the graphs' own (strongly typed networks).")
     sub.add_argument("bundle", type=Path, nargs="?", help="bundle written by export-onnx (default: licrt's own)")
     sub.add_argument("--cache", type=Path, help="engine folder (default: $LICRT_ENGINE_CACHE or "
