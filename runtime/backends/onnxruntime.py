@@ -25,11 +25,11 @@ class OnnxRuntimeBackend(Backend):
     A bundle is a dozen sessions per bucket, run one after another, each with
     a thread pool of its own that sleeps between runs instead of spinning:
     spinning pools compete for the cores while the next session works
-    (``bench/results/ort-sessions.json``: decompressing Kodak 1.16–1.30×
-    faster than with spinning pools). One pool shared by the process does no
-    better, and ONNX Runtime then refuses every session in the process that
-    does not share it; one arena shared by all sessions speeds up Kodak but
-    slows a 1088×1920 compress 1.5× and peaks 1.6 GiB higher.
+    (``bench/results/ort-sessions.json``: decompressing Kodak 1.22–1.32×
+    faster than with spinning pools). One pool shared by the process does
+    about as well, but ONNX Runtime then refuses every session in the
+    process that does not share it; one arena shared by all sessions speeds
+    up Kodak but slows a 1088×1920 compress 1.6× and peaks 1.6 GiB higher.
 
     Args:
         providers: Execution providers in priority order; ``None`` takes the
