@@ -23,9 +23,9 @@ from licrt.runtime.errors import ExportError
 from licrt.runtime.manifest import (GUARD_EPSILON, GUARD_MARGIN, LEVEL_NAME, MAX_GUARD_EPSILON, Bucket, Level,
                                     Manifest, StageGraph, TensorSpec)
 
-from .checkpoint import GRAPH_PREFIX, HALF_SUFFIX
+from .checkpoint import GRAPH_PREFIX
 from .entropy_models import fraction_bins, gaussian_tables
-from .graphs import WeightStore, export_graph, save_graph
+from .graphs import HALF_SUFFIX, WeightStore, export_graph, save_graph
 from .hyperprior import HyperpriorCodec
 from .verify import StageCheck, verify_bundle
 

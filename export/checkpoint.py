@@ -33,12 +33,11 @@ from licrt.runtime.bundle import Bundle
 from licrt.runtime.errors import ExportError
 
 from . import registry
+from .graphs import HALF_SUFFIX
 
 FORMAT = "licrt-checkpoint"
 #: Stage modules hold the codec under this name, and the exporter keeps it in initializer names.
 GRAPH_PREFIX = "codec."
-#: Weights stored in half precision are named with this suffix (see ``graphs.WeightStore``).
-HALF_SUFFIX = ".fp16"
 #: The most bytes a checkpoint's members may inflate to together.
 MAX_CHECKPOINT_BYTES = 2**34
 

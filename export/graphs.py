@@ -38,6 +38,8 @@ OPSET = 18
 EXTERNAL_THRESHOLD = 1024
 #: Alignment of each tensor in the weights file (lets runtimes map it directly).
 ALIGNMENT = 64
+#: Ends the name of a weight stored in half precision (the Cast back to float32 keeps the plain name).
+HALF_SUFFIX = ".fp16"
 
 
 def export_graph(module: torch.nn.Module, inputs: dict[str, torch.Tensor],
@@ -117,9 +119,9 @@ class WeightStore:
             if arrays[0].nbytes < EXTERNAL_THRESHOLD and len(set(raws)) == 1:
                 continue
             if arrays[0].dtype == np.float32 and all(_exact_in_half(a) for a in arrays):
-                casts.append(onnx.helper.make_node("Cast", [f"{tensor.name}.fp16"], [tensor.name],
+                casts.append(onnx.helper.make_node("Cast", [f"{tensor.name}{HALF_SUFFIX}"], [tensor.name],
                                                    name=f"{tensor.name}.cast", to=onnx.TensorProto.FLOAT))
-                tensor.name, tensor.data_type = f"{tensor.name}.fp16", onnx.TensorProto.FLOAT16
+                tensor.name, tensor.data_type = f"{tensor.name}{HALF_SUFFIX}", onnx.TensorProto.FLOAT16
                 raws = [np.ascontiguousarray(a.astype(np.float16)).tobytes() for a in arrays]
             self._point(tensor, self._store(raws), len(raws[0]))
         if casts:  # the casts must precede every use of their outputs

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
 import stat
@@ -98,22 +99,29 @@ class Bundle:
         'q1'
     """
 
-    def __init__(self, root: Path, manifest: Manifest, fingerprint: bytes, level: int | None = None):
+    def __init__(self, root: Path, manifest: Manifest, fingerprint: bytes):
         self.root = root
         self.manifest = manifest
         #: 8 bytes of the sha256 of manifest.json, which lists the sha256 of
         #: every other file: any change to the bundle changes it.
         self.fingerprint = fingerprint
-        #: Index of the quality level whose weights and tables this object uses.
-        self.level = manifest.default_level if level is None else level
-        if not 0 <= self.level < len(manifest.levels):
-            raise BundleError(f"bundle {root} has quality levels 1 to {len(manifest.levels)}, not {self.level + 1}")
-        level_files = manifest.levels[self.level]
-        self.z_tables, _ = load_tables(self.path(level_files.z_tables))
         self.y_tables, scale_table = load_tables(self.path(manifest.y_tables))
         if scale_table is None:
             raise BundleError(f"{manifest.y_tables} has no scale table")
         self.scale_table: ScaleTable = scale_table
+        self._set_level(manifest.default_level)
+        # This object at each level loaded so far, shared by all of them: a level's tables are read once.
+        self._levels: dict[int, Bundle] = {self.level: self}
+
+    def _set_level(self, level: int) -> None:
+        """Use the weights and ẑ tables of a level (an index into ``manifest.levels``)."""
+        manifest = self.manifest
+        if not 0 <= level < len(manifest.levels):
+            raise BundleError(f"bundle {self.root} has quality levels 1 to {len(manifest.levels)}, not {level + 1}")
+        #: Index of the quality level whose weights and tables this object uses.
+        self.level = level
+        level_files = manifest.levels[level]
+        self.z_tables, _ = load_tables(self.path(level_files.z_tables))
         for bucket in manifest.buckets:
             channels = bucket.stages["h_s"].input("z_hat").shape[1]
             if channels != len(self.z_tables):
@@ -121,12 +129,17 @@ class Bundle:
                                   f"z_hat, which has {channels} (bucket {bucket.name})")
 
     def at_level(self, level: int) -> Bundle:
-        """The same bundle at another quality level (an index into ``manifest.levels``).
+        """The same bundle at another quality level (an index into ``manifest.levels``); the ŷ tables and
+        everything but the level's own files are shared.
 
         Raises:
             BundleError: the bundle has no such level, or its tables are malformed.
         """
-        return self if level == self.level else Bundle(self.root, self.manifest, self.fingerprint, level)
+        if level not in self._levels:
+            view = copy.copy(self)
+            view._set_level(level)
+            self._levels[level] = view
+        return self._levels[level]
 
     @property
     def level_name(self) -> str:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import BackendError
-from ..manifest import StageGraph
+from ..manifest import StageGraph, TensorSpec
 
 if TYPE_CHECKING:
     from ..bundle import Bundle
@@ -72,11 +72,7 @@ class StageRunner(ABC):
             array = feed.get(spec.name)
             if array is None:
                 raise BackendError(f"stage {self.name}: input {spec.name!r} is missing")
-            if array.shape != spec.shape or array.dtype != np.dtype(spec.dtype):
-                raise BackendError(
-                    f"stage {self.name}: input {spec.name!r} is {array.dtype}{list(array.shape)}, "
-                    f"the graph takes {spec.dtype}{list(spec.shape)}"
-                )
+            self._check_input(spec, array)
         outputs = self._run({spec.name: feed[spec.name] for spec in self.graph.inputs})
         missing = [spec.name for spec in self.graph.outputs if spec.name not in outputs]
         if missing:
@@ -93,9 +89,7 @@ class StageRunner(ABC):
                 spec = self.graph.input(name)
             except StopIteration:
                 raise BackendError(f"stage {self.name} has no input {name!r}") from None
-            if array.shape != spec.shape or array.dtype != np.dtype(spec.dtype):
-                raise BackendError(f"stage {self.name}: input {name!r} is {array.dtype}{list(array.shape)}, "
-                                   f"the graph takes {spec.dtype}{list(spec.shape)}")
+            self._check_input(spec, array)
             self._held[name] = self._device_put(array)
             self.transfers.to_device += array.nbytes
 
@@ -132,6 +126,11 @@ class StageRunner(ABC):
         """Free the held inputs and kept outputs."""
         self._held.clear()
         self._outputs.clear()
+
+    def _check_input(self, spec: TensorSpec, array: np.ndarray) -> None:
+        if array.shape != spec.shape or array.dtype != np.dtype(spec.dtype):
+            raise BackendError(f"stage {self.name}: input {spec.name!r} is {array.dtype}{list(array.shape)}, "
+                               f"the graph takes {spec.dtype}{list(spec.shape)}")
 
     def _check_outputs(self, outputs: dict[str, np.ndarray]) -> None:
         for spec in self.graph.outputs:
