@@ -140,7 +140,7 @@ def _write(levels: dict[str, HyperpriorCodec], shapes, root: Path, progress: boo
     store = WeightStore([root / level.weights for level in level_entries])
     models = list(levels.values())
     model = models[0]
-    modules = [m.stage_modules() for m in models]
+    modules = [m.stage_modules(exported=True) for m in models]
     references: dict[tuple[str, str], dict] = {}
     in_graphs: set[str] = set()  # the initializer names of the first bucket's graphs
     buckets = []

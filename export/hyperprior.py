@@ -221,14 +221,30 @@ class HyperpriorCodec(nn.Module, ABC):
             stages["g_s"] = ({"y_hat": y_hat}, {"x_hat": x_hat})
         return ReferenceResult(x_hat, symbols, bits, stages)
 
-    def stage_modules(self) -> dict[str, nn.Module]:
-        """One module per stage graph; each takes and returns tensors in graph order."""
+    def graph_forms(self) -> dict[str, Callable]:
+        """Forms of the transforms that export faster graphs, by stage name (``g_a``, ``h_a``, ``h_s``,
+        ``g_s``); each computes what the method it stands for computes (same arguments and results) in another
+        order or layout. Export checks every graph against the PyTorch methods."""
+        return {}
+
+    def stage_modules(self, exported: bool = False) -> dict[str, nn.Module]:
+        """One module per stage graph; each takes and returns tensors in graph order.
+
+        Args:
+            exported: Use the :meth:`graph_forms` (for ONNX export); the
+                PyTorch methods otherwise (the torch backend).
+        """
         sources = self.schedule.sources
+        forms = {"g_a": type(self).analysis, "h_a": type(self).hyper_analysis,
+                 "h_s": type(self).hyper_synthesis, "g_s": type(self).synthesis}
+        if exported:
+            forms.update(self.graph_forms())
+        hyper_synthesis = forms["h_s"]
         modules = {
-            "g_a": _Stage(self, lambda codec, x: codec.analysis(x)),
-            "h_a": _Stage(self, lambda codec, y: codec.hyper_analysis(y)),
-            "h_s": _Stage(self, lambda codec, z_hat: tuple(codec.hyper_synthesis(z_hat)[n] for n in sources)),
-            "g_s": _Stage(self, lambda codec, y_hat: codec.synthesis(y_hat)),
+            "g_a": _Stage(self, forms["g_a"]),
+            "h_a": _Stage(self, forms["h_a"]),
+            "h_s": _Stage(self, lambda codec, z_hat: tuple(hyper_synthesis(codec, z_hat)[n] for n in sources)),
+            "g_s": _Stage(self, forms["g_s"]),
         }
         for step in self.schedule.steps:
             modules[step.name] = _Stage(self, _step_function(step))

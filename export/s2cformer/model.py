@@ -29,7 +29,7 @@ from torch import nn
 from ..entropy_models import FactorizedPrior
 from ..hyperprior import HyperpriorCodec
 from ..registry import register_codec
-from .blocks import SPATIAL_KINDS, S2CBlock, downsample, upsample
+from .blocks import SPATIAL_KINDS, S2CBlock, downsample, run_as_tokens, upsample
 from .context import SpaceChannelContext, scctx_schedule
 
 
@@ -138,3 +138,12 @@ class S2CFormer(HyperpriorCodec):
 
     def synthesis(self, y_hat):
         return self.g_s(y_hat)
+
+    def graph_forms(self):
+        # The blocks in the token layout (see .blocks): the same functions, exported without layout round trips.
+        return {
+            "g_a": lambda codec, x: run_as_tokens(codec.g_a, x),
+            "h_a": lambda codec, y: run_as_tokens(codec.h_a, y),
+            "h_s": lambda codec, z_hat: {"hyper": run_as_tokens(codec.h_s, z_hat)},
+            "g_s": lambda codec, y_hat: run_as_tokens(codec.g_s, y_hat),
+        }

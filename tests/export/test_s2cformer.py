@@ -1,9 +1,12 @@
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from tests.helpers import tiny_model
 from licrt.export.entropy_models import FactorizedPrior, gaussian_likelihood
+from licrt.export.graphs import export_graph
+from licrt.export.s2cformer.blocks import S2CBlock, downsample, run_as_tokens, upsample
 
 
 def test_training_pass_gives_likelihoods_and_gradients():
@@ -67,3 +70,30 @@ def test_gaussian_likelihood_sums_to_one_over_integers():
     values = torch.arange(-50, 51, dtype=torch.float32)
     total = gaussian_likelihood(values, torch.tensor(3.0), torch.tensor(0.3)).sum()
     assert total.item() == pytest.approx(1.0, abs=1e-5)
+
+
+@pytest.mark.parametrize("spatial", ["identity", "conv", "attention"])
+def test_token_layout_computes_what_the_blocks_compute(spatial):
+    torch.manual_seed(0)
+    transform = nn.Sequential(upsample(24, 32), S2CBlock(32, spatial, window=4, head_dim=8),
+                              S2CBlock(32, spatial, window=4, head_dim=8), downsample(32, 16),
+                              S2CBlock(16, spatial, window=4, head_dim=8)).eval()
+    x = torch.randn(1, 24, 8, 12)
+    with torch.no_grad():
+        expected, tokens = transform(x), run_as_tokens(transform, x)
+    assert tokens.shape == expected.shape
+    assert (tokens - expected).abs().max() < 1e-5
+
+
+def test_exported_transforms_normalise_channels_without_transposes():
+    """The token layout's point: no LayerNorm between two transposes, no split of activations."""
+    model = tiny_model().eval()
+    recorded = model.reference(torch.rand(1, 3, 64, 64), record=True).stages
+    for stage in ("g_a", "g_s"):
+        inputs, outputs = recorded[stage]
+        graph = export_graph(model.stage_modules(exported=True)[stage], inputs, list(outputs)).graph
+        transposed = {name for node in graph.node if node.op_type == "Transpose" for name in node.input}
+        norms = [node for node in graph.node if node.op_type == "LayerNormalization"]
+        assert norms, f"{stage} has no LayerNormalization to check"
+        assert not [node for node in norms if node.output[0] in transposed]
+        assert not [n for n in graph.node if n.op_type == "Split"]
