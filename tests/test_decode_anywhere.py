@@ -1,4 +1,7 @@
-"""Files decode on backends other than the encoder's: ONNX Runtime without fusions, PyTorch, fault injection."""
+"""Files decode on backends other than the encoder's: ONNX Runtime without fusions, OpenVINO, PyTorch, fault
+injection."""
+
+from importlib.util import find_spec
 
 import numpy as np
 import pytest
@@ -49,8 +52,14 @@ def test_floats_beyond_the_guard_stop_with_an_error_naming_the_pass(tiny_bundle,
         decode(tiny_bundle, PerturbedBackend(open_backend("onnxruntime"), 1e-3), files[True])
 
 
-@pytest.mark.parametrize("encoder, decoder", [("onnxruntime", "torch"), ("torch", "onnxruntime"),
-                                              ("onnxruntime", "onnxruntime-noopt")])
+OPENVINO = pytest.mark.skipif(find_spec("openvino") is None, reason="needs OpenVINO (licrt[openvino])")
+
+
+@pytest.mark.parametrize("encoder, decoder", [
+    ("onnxruntime", "torch"), ("torch", "onnxruntime"), ("onnxruntime", "onnxruntime-noopt"),
+    pytest.param("onnxruntime", "openvino", marks=OPENVINO), pytest.param("openvino", "onnxruntime", marks=OPENVINO),
+    pytest.param("openvino", "torch", marks=OPENVINO),
+])
 def test_a_file_decodes_on_another_backend(tiny_bundle, encoder, decoder):
     backends = {name: TorchBackend("cpu") if name == "torch" else open_backend(name) for name in (encoder, decoder)}
     image = load_image(IMAGE)
@@ -62,3 +71,12 @@ def test_a_file_decodes_on_another_backend(tiny_bundle, encoder, decoder):
 
 def test_the_torch_backend_registers_itself():
     assert isinstance(open_backend("torch"), TorchBackend)
+
+
+@OPENVINO
+def test_openvino_repeats_itself_byte_for_byte_and_serves_auto(tiny_bundle):
+    image = load_image(IMAGE)
+    first, second = (Codec(tiny_bundle, open_backend("openvino")).compress(image) for _ in range(2))
+    assert first == second
+    assert open_backend("auto").name == "openvino"
+    assert Codec(tiny_bundle, open_backend("auto")).compress(image) == first

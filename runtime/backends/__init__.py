@@ -8,6 +8,7 @@ needs torch or TensorRT lives where those are installed.
 from __future__ import annotations
 
 from importlib.metadata import entry_points
+from importlib.util import find_spec
 
 from ..errors import BackendError
 from .base import Backend, StageRunner
@@ -15,7 +16,8 @@ from .base import Backend, StageRunner
 #: Always there: ``auto`` picks the fastest that runs here; ``onnxruntime-noopt``
 #: runs the graphs as exported, without ONNX Runtime's fusions (other floats).
 BUILTIN_BACKENDS = ("auto", "onnxruntime", "onnxruntime-noopt")
-#: Part of licrt, usable where its optional dependencies are (``licrt[gpu]``).
+#: Part of licrt, usable where their optional dependencies are (``licrt[openvino]``, ``licrt[gpu]``).
+OPENVINO = "openvino"
 TENSORRT = "tensorrt"
 #: ``perturbed:EPSILON[:BACKEND]`` nudges every float BACKEND computes by up to
 #: EPSILON relative (see :mod:`.perturbed`): a test of the guard.
@@ -24,22 +26,30 @@ PERTURBED = "perturbed"
 
 def backend_names() -> tuple[str, ...]:
     """Names :func:`open_backend` takes: the built-in ones and those registered."""
-    return (*BUILTIN_BACKENDS, TENSORRT, *sorted(entry.name for entry in entry_points(group="licrt.backends")))
+    registered = sorted(entry.name for entry in entry_points(group="licrt.backends"))
+    return (*BUILTIN_BACKENDS, OPENVINO, TENSORRT, *registered)
 
 
 def open_backend(name: str = "auto") -> Backend:
     """Create a backend by name (see :func:`backend_names`).
 
     ``auto`` picks the fastest backend that can run here: ONNX Runtime with
-    its CUDA provider when present, else on the CPU.
+    its CUDA provider when present, else OpenVINO where installed, else ONNX
+    Runtime on the CPU.
 
     Raises:
         BackendError: the name is unknown or the backend is not installed.
     """
+    if name == "auto" and _openvino_serves_best():
+        name = OPENVINO
     if name in BUILTIN_BACKENDS:
         from .onnxruntime import OnnxRuntimeBackend
 
         return OnnxRuntimeBackend(graph_optimization="disabled" if name.endswith("noopt") else "all")
+    if name == OPENVINO:
+        from .openvino import OpenVinoBackend
+
+        return OpenVinoBackend()
     if name == TENSORRT:
         from .tensorrt import TensorRTBackend
 
@@ -64,6 +74,13 @@ def open_backend(name: str = "auto") -> Backend:
         return backend()
     raise BackendError(f"unknown backend {name!r}; choose one of {', '.join(backend_names())}, "
                        f"or {PERTURBED}:EPSILON[:BACKEND]")
+
+
+def _openvino_serves_best() -> bool:
+    """OpenVINO is installed and ONNX Runtime has no GPU to run on."""
+    import onnxruntime
+
+    return find_spec("openvino") is not None and "CUDAExecutionProvider" not in onnxruntime.get_available_providers()
 
 
 __all__ = ["BUILTIN_BACKENDS", "Backend", "StageRunner", "backend_names", "open_backend"]

@@ -11,15 +11,20 @@ say which backends met.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
+import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..errors import BackendError
-from ..manifest import StageGraph, TensorSpec
+from ..manifest import LEVEL_WEIGHTS, StageGraph, TensorSpec
 
 if TYPE_CHECKING:
     from ..bundle import Bundle
@@ -175,3 +180,22 @@ class Backend(ABC):
     @abstractmethod
     def load(self, bundle: Bundle, name: str, graph: StageGraph) -> StageRunner:
         """Prepare one stage graph of bundle (the stage name, in one of its buckets) for running."""
+
+
+@contextlib.contextmanager
+def graph_beside_weights(bundle: Bundle, graph: StageGraph) -> Iterator[Path]:
+    """The graph file in a temporary folder beside the level's weights, for libraries that find external
+    data only beside the graph they read (TensorRT's parser, OpenVINO): one graph serves every level.
+
+    The weights are hard-linked, or copied where the folders are on different file systems (OpenVINO
+    refuses a symbolic link that leads out of the graph's folder).
+    """
+    with tempfile.TemporaryDirectory(prefix="licrt-graph-") as folder:
+        path = Path(folder) / Path(graph.file).name
+        shutil.copyfile(bundle.path(graph.file), path)
+        weights, beside = bundle.weights_folder / LEVEL_WEIGHTS, Path(folder) / LEVEL_WEIGHTS
+        try:
+            os.link(weights, beside)
+        except OSError:
+            shutil.copyfile(weights, beside)
+        yield path

@@ -19,19 +19,16 @@ Imported only when asked for: tensorrt and polygraphy are optional
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import BackendError
-from ..manifest import LEVEL_WEIGHTS, StageGraph
-from .base import Backend, StageRunner
+from ..manifest import StageGraph
+from .base import Backend, StageRunner, graph_beside_weights
 
 #: Where plans are kept unless ``$LICRT_ENGINE_CACHE`` says otherwise.
 DEFAULT_CACHE = Path("~/.cache/licrt/engines")
@@ -95,7 +92,7 @@ class TensorRTBackend(Backend):
             import licrt.plugins.topk_attention.tensorrt_plugin  # noqa: F401  (registers the plugin)
         config = polygraphy.CreateConfig(tf32=BUILDER["tf32"], load_timing_cache=self.timing_cache)
         try:
-            with _graph_beside_weights(bundle, graph) as onnx_path:
+            with graph_beside_weights(bundle, graph) as onnx_path:
                 network = polygraphy.network_from_onnx_path(str(onnx_path), strongly_typed=BUILDER["strongly_typed"])
                 engine = polygraphy.engine_from_network(network, config=config, save_timing_cache=self.timing_cache)
         except Exception as exc:  # polygraphy and TensorRT raise their own untyped errors
@@ -124,17 +121,6 @@ class _EngineRunner(StageRunner):
         except Exception as exc:
             raise BackendError(f"TensorRT failed to run stage {self.name}: {exc}") from None
         return {spec.name: np.asarray(outputs[spec.name]) for spec in self.graph.outputs}
-
-
-@contextlib.contextmanager
-def _graph_beside_weights(bundle, graph: StageGraph):
-    """The graph file in a temporary folder beside a link to the level's weights: TensorRT's parser finds
-    external data beside the graph it parses, and one graph serves every level."""
-    with tempfile.TemporaryDirectory(prefix="licrt-trt-") as folder:
-        path = Path(folder) / Path(graph.file).name
-        shutil.copyfile(bundle.path(graph.file), path)
-        (Path(folder) / LEVEL_WEIGHTS).symlink_to(bundle.weights_folder / LEVEL_WEIGHTS)
-        yield path
 
 
 def _uses_topk_attention(bundle, graph: StageGraph) -> bool:
