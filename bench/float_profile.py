@@ -18,13 +18,13 @@ from pathlib import Path
 import numpy as np
 
 from report import save_report  # sibling scripts: python puts bench/ on the path
-from watching import WatchedBackend
 
 from licrt.runtime import Bundle, Codec
 from licrt.runtime.backends.onnxruntime import OnnxRuntimeBackend
 from licrt.runtime.bundle import DEFAULT_BUNDLE
 from licrt.runtime.images import read_image
 from licrt.runtime.tiling import choose_grid
+from licrt.runtime.backends.watched import WatchedBackend
 
 SETTINGS = {
     "threads=1 opt=all": {"threads": 1, "graph_optimization": "all"},

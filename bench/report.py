@@ -6,10 +6,9 @@ import json
 import shlex
 import sys
 from collections.abc import Sequence
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from licrt.evaluation.report import machine
+from licrt.runtime.benchmark import machine, versions
 
 
 def save_report(script: str, argv: list[str] | None, out: Path, **fields) -> dict:
@@ -29,14 +28,3 @@ def save_report(script: str, argv: list[str] | None, out: Path, **fields) -> dic
 def dataset_names(folder: Path, paths: Sequence[Path]) -> list[str]:
     """Images named within their dataset (``kodak/kodim01.png``), never by this machine's paths."""
     return [f"{folder.name}/{path.name}" for path in paths]
-
-
-def versions() -> dict[str, str]:
-    """Versions of the libraries that set a benchmark's speed and floats, where installed."""
-    found = {"python": sys.version.split()[0]}
-    for package in ("licrt", "numpy", "onnxruntime", "constriction", "torch"):
-        try:
-            found[package] = version(package)
-        except PackageNotFoundError:
-            pass
-    return found

@@ -28,9 +28,9 @@ from licrt.runtime.bundle import DEFAULT_BUNDLE, Bundle
 from licrt.runtime.entropy import CategoricalTables, ScaleTable
 from licrt.runtime.guard import Guard
 from licrt.runtime.images import list_images
+from licrt.runtime.backends.watched import WatchedBackend
 
 from report import dataset_names, save_report  # sibling scripts: python puts bench/ on the path
-from watching import WatchedBackend
 
 
 def recorder(bundle: Bundle, elements: list):

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections import defaultdict
 from pathlib import Path
 
 from licrt.runtime import Codec
@@ -29,33 +28,11 @@ from licrt.runtime.bundle import DEFAULT_BUNDLE, Bundle
 from licrt.runtime.errors import BitstreamError
 from licrt.evaluation.metrics import psnr
 from licrt.runtime.images import list_images
+from licrt.runtime.backends.watched import WatchedBackend
+from licrt.runtime.benchmark import StageClock
 
 from cross_backend import backend as make_backend  # sibling scripts: python puts bench/ on the path
 from report import dataset_names, save_report
-from watching import WatchedBackend
-
-
-class StageClock:
-    """Wall-clock seconds per stage, for the runs watched since the last reset."""
-
-    def __init__(self):
-        self.seconds: dict[str, float] = defaultdict(float)
-        self.calls: dict[str, int] = defaultdict(int)
-
-    def watch(self, stage, feed, run):
-        start = time.perf_counter()
-        outputs = run(feed)
-        self.seconds[stage] += time.perf_counter() - start
-        self.calls[stage] += 1
-        return outputs
-
-    def take(self, total: float) -> dict:
-        """The stages' times in ms, and what the rest of ``total`` seconds took, then reset."""
-        stages = {name: {"ms": 1e3 * s, "calls": self.calls[name]} for name, s in sorted(self.seconds.items())}
-        result = {"total_ms": 1e3 * total, "stages": stages, "other_ms": 1e3 * (total - sum(self.seconds.values()))}
-        self.seconds.clear()
-        self.calls.clear()
-        return result
 
 
 def timed(function, *args):

@@ -29,9 +29,9 @@ from licrt.plugins.topk_attention import torch_op
 from licrt.runtime import Codec
 from licrt.runtime.bundle import Bundle
 from licrt.runtime.images import list_images
+from licrt.runtime.backends.watched import WatchedBackend
 
 from report import dataset_names, save_report  # sibling scripts: python puts bench/ on the path
-from watching import WatchedBackend
 
 THRESHOLDS = (1e-6, 1e-5, 1e-4, 1e-3)
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import platform
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
+from licrt.runtime.benchmark import machine
 
 from .anchors import Anchor
 from .bdrate import bd_rate
@@ -97,11 +97,6 @@ def plot(summary: dict[str, list[dict]], learned: Sequence[str], path: Path, tit
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     pyplot.close(figure)
-
-
-def machine() -> dict:
-    """The machine a measurement ran on, as reports record it."""
-    return {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count()}
 
 
 def write_report(rows: Sequence[Measurement], points: Sequence[LearnedPoint], anchors: Sequence[Anchor],

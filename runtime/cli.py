@@ -6,6 +6,7 @@ Without ``--bundle`` the default bundle shipped with licrt is used. Example::
     licrt decompress photo.lic photo.png
     licrt info photo.lic
     licrt eval kodak/ --bundle q1 --bundle q2 --bundle q3 --out eval/
+    licrt bench kodak/ --count 4 --out bench.json   # every installed backend against PyTorch
     licrt build-engines bundle/   # then: licrt compress --bundle bundle/ --backend tensorrt ...
 """
 
@@ -159,6 +160,28 @@ def evaluate(args) -> None:
     print(f"wrote {args.out / report.RESULTS}, {args.out / report.SUMMARY}, {args.out / report.PLOT}")
 
 
+def bench(args) -> None:
+    import json
+
+    from .benchmark import Contestant, installed_backends, machine, run_benchmark, table, versions
+    from .images import list_images, write_atomic
+
+    images = []
+    for path in args.images:
+        if not path.exists():
+            raise LicrtError(f"{path} does not exist")
+        images += list_images(path) if path.is_dir() else [path]
+    images = images[: args.count]
+    contestants = [Contestant(bundle, backend) for bundle in (args.bundle or [None])
+                   for backend in (args.backend or installed_backends())]
+    report = {"command": shlex.join(["licrt", *args.argv]), "machine": machine(), "versions": versions(),
+              **run_benchmark(contestants, images, args.rounds, args.quality)}
+    print(table(report))
+    if args.out:
+        write_atomic(args.out, (json.dumps(report, indent=1) + "\n").encode())
+        print(f"wrote {args.out}")
+
+
 def build_engines(args) -> None:
     from tqdm import tqdm
 
@@ -234,6 +257,21 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--limit", type=int, help="only the first N images")
     sub.add_argument("--backend", default="auto", metavar="NAME", help=backend_help)
     sub.set_defaults(function=evaluate)
+
+    sub = commands.add_parser("bench", help="time bundles on backends side by side",
+                              description="Compress and decompress the same images with every bundle on every "
+                                          "backend, each pair in a process of its own, in turns; report start-up "
+                                          "cost, time per stage, end-to-end time, peak memory and speed against "
+                                          "the PyTorch reference (the torch backend) as a table and as JSON.")
+    sub.add_argument("images", type=Path, nargs="+", help="image files or folders")
+    sub.add_argument("--bundle", type=Path, action="append", help="a bundle (repeatable; default: licrt's own)")
+    sub.add_argument("--backend", action="append", metavar="NAME",
+                     help="a backend (repeatable; default: onnxruntime and, where installed, openvino and torch)")
+    sub.add_argument("--count", type=_count, help="only the first N images")
+    sub.add_argument("--rounds", type=_count, default=3, help="timed rounds per image (default 3; medians)")
+    sub.add_argument("--quality", type=_count, metavar="N", help="the bundles' quality level (default: theirs)")
+    sub.add_argument("--out", type=Path, help="write the report as JSON here")
+    sub.set_defaults(function=bench)
 
     sub = commands.add_parser("build-engines", help="build a bundle's TensorRT engines (needs licrt[gpu])",
                               description="Build one TensorRT plan per stage graph, bucket and quality level, "

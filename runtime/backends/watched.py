@@ -6,8 +6,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from licrt.runtime.backends.base import Backend, StageRunner
-from licrt.runtime.manifest import StageGraph
+from ..manifest import StageGraph
+from .base import Backend, StageRunner
 
 #: ``watch(stage, feed, run) -> outputs``: runs the stage by calling ``run(feed)``.
 Watch = Callable[[str, dict[str, np.ndarray], Callable], dict[str, np.ndarray]]

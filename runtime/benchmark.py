@@ -1,0 +1,284 @@
+"""``licrt bench``: how fast bundles compress and decompress on each backend, side by side in one run.
+
+Each (bundle, backend) pair is a *contestant* in a process of its own, so that
+its start-up cost and peak memory are its own. The contestants take the same
+images in turn, one at a time, round after round with the order rotating,
+so that whatever else the machine does weighs on all of them alike; times
+are medians over the rounds. Per image a contestant reports compress and
+decompress wall time, the time of each stage graph, and the rest (entropy
+coding, the guard, the scheduler, the container). Where ``onnx`` is
+installed, the transforms' multiply-accumulates are counted from their graphs
+and set against a float32 matrix product timed on the same machine: the
+share of the machine's peak a transform reaches.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from importlib.util import find_spec
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from .errors import LicrtError
+
+#: Libraries whose versions set a benchmark's speed and floats.
+VERSIONED = ("licrt", "numpy", "onnxruntime", "openvino", "constriction", "torch")
+#: Stages whose share of the machine's matrix-product peak is reported.
+TRANSFORMS = ("g_a", "g_s")
+
+
+@dataclass(frozen=True)
+class Contestant:
+    """One bundle on one backend; ``bundle`` None is the default bundle."""
+
+    bundle: Path | None
+    backend: str
+
+    @property
+    def label(self) -> str:
+        return f"{'default' if self.bundle is None else self.bundle.name} / {self.backend}"
+
+
+class StageClock:
+    """Wall-clock seconds per stage, for the runs watched since the last :meth:`take`."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = defaultdict(float)
+        self.calls: dict[str, int] = defaultdict(int)
+
+    def watch(self, stage, feed, run):
+        start = time.perf_counter()
+        outputs = run(feed)
+        self.seconds[stage] += time.perf_counter() - start
+        self.calls[stage] += 1
+        return outputs
+
+    def take(self, total: float) -> dict:
+        """The stages' times in ms, and what the rest of ``total`` seconds took, then reset."""
+        stages = {name: {"ms": 1e3 * s, "calls": self.calls[name]} for name, s in sorted(self.seconds.items())}
+        result = {"total_ms": 1e3 * total, "stages": stages, "other_ms": 1e3 * (total - sum(self.seconds.values()))}
+        self.seconds.clear()
+        self.calls.clear()
+        return result
+
+
+def versions() -> dict[str, str]:
+    """Versions of the libraries that set a benchmark's speed and floats, where installed."""
+    found = {"python": platform.python_version()}
+    for package in VERSIONED:
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:
+            pass
+    return found
+
+
+def matmul_gmacs(size: int = 2048, repeats: int = 5) -> float:
+    """This machine's float32 matrix-product rate in GMAC/s (numpy, best of repeats)."""
+    a, b = (np.random.default_rng(seed).random((size, size), dtype=np.float32) for seed in (0, 1))
+    best = math.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return size**3 / best / 1e9
+
+
+def run_benchmark(contestants: list[Contestant], images: list[Path], rounds: int, quality: int | None = None,
+                  progress: bool = True) -> dict:
+    """Run every contestant on every image ``rounds`` times; returns the report (see the module docstring)."""
+    peak = matmul_gmacs()
+    context = multiprocessing.get_context("spawn")
+    workers = []
+    for contestant in contestants:
+        parent, child = context.Pipe()
+        start = time.perf_counter()
+        process = context.Process(target=_serve, args=(child, contestant, images, quality), daemon=True)
+        process.start()
+        ready = _receive(parent, contestant)
+        workers.append((contestant, parent, process, {**ready, "start_s": time.perf_counter() - start}))
+    try:
+        for contestant, connection, _, facts in workers:  # each pays its sessions' first load here
+            connection.send(("first", 0))
+            facts["first_image_s"] = _receive(connection, contestant)["seconds"]
+        samples = defaultdict(list)
+        with tqdm(total=rounds * len(images) * len(workers), desc="bench", unit="run", disable=not progress) as bar:
+            for round_index in range(rounds):
+                order = workers[round_index % len(workers):] + workers[: round_index % len(workers)]
+                for index in range(len(images)):
+                    for contestant, connection, _, _ in order:
+                        connection.send(("image", index))
+                        samples[contestant, index].append(_receive(connection, contestant))
+                        bar.update()
+        for contestant, connection, _, facts in workers:
+            connection.send(("peak", 0))
+            facts["peak_rss_mib"] = _receive(connection, contestant)["peak_rss_mib"]
+    finally:
+        for _, connection, process, _ in workers:
+            if process.is_alive():
+                connection.send(None)
+            process.join(timeout=30)
+    results = [_summary(contestant, facts, [samples[contestant, i] for i in range(len(images))], peak)
+               for contestant, _, _, facts in workers]
+    return {"images": [path.name for path in images], "rounds": rounds, "quality": quality,
+            "matmul_gmacs": peak, "contestants": results, "speedup_vs_torch": _speedups(results)}
+
+
+def installed_backends() -> list[str]:
+    """The CPU backends installed here, the PyTorch reference last: what ``licrt bench`` compares by default."""
+    optional = [name for name in ("openvino", "torch") if find_spec(name) is not None]
+    return ["onnxruntime", *optional]
+
+
+def _receive(connection, contestant: Contestant) -> dict:
+    try:
+        message = connection.recv()
+    except EOFError:
+        raise LicrtError(f"{contestant.label}: the benchmark process ended unexpectedly") from None
+    if "error" in message:
+        raise LicrtError(f"{contestant.label}: {message['error']}")
+    return message
+
+
+def _serve(connection, contestant: Contestant, images: list[Path], quality: int | None) -> None:
+    """A contestant's process: open the codec, then run what the parent asks for until it sends None."""
+    from .backends import open_backend
+    from .backends.watched import WatchedBackend
+    from .bundle import DEFAULT_BUNDLE, Bundle
+    from .codec import Codec
+    from .images import read_image
+    from .tiling import choose_grid
+
+    try:
+        clock = StageClock()
+        backend = open_backend(contestant.backend)
+        bundle = Bundle.open(contestant.bundle or DEFAULT_BUNDLE)
+        codec = Codec(bundle, WatchedBackend(backend, clock.watch))
+        pixels = [read_image(path) for path in images]
+        connection.send({"profile": backend.profile})
+    except (LicrtError, OSError) as exc:
+        connection.send({"error": str(exc)})
+        return
+    while (request := connection.recv()) is not None:
+        command, index = request
+        if command == "peak":
+            connection.send({"peak_rss_mib": _peak_rss_mib()})
+            continue
+        try:
+            start = time.perf_counter()
+            data = codec.compress(pixels[index], quality=quality)
+            compress = clock.take(time.perf_counter() - start)
+            start = time.perf_counter()
+            codec.decompress(data)
+            decompress = clock.take(time.perf_counter() - start)
+        except LicrtError as exc:
+            connection.send({"error": f"{images[index].name}: {exc}"})
+            continue
+        height, width = pixels[index].shape[:2]
+        grid = choose_grid(height, width, bundle.bucket_shapes)
+        connection.send({"seconds": (compress["total_ms"] + decompress["total_ms"]) / 1e3, "bytes": len(data),
+                         "bucket": bundle.manifest.buckets[grid.bucket].name, "tiles": grid.rows * grid.cols,
+                         "pixels": height * width, "compress": compress, "decompress": decompress})
+
+
+def _peak_rss_mib() -> float:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB elsewhere
+
+
+def _summary(contestant: Contestant, facts: dict, samples: list[list[dict]], peak: float) -> dict:
+    """Medians over the rounds, per image and summed over the images."""
+    per_image = []
+    for runs in samples:
+        row = {key: runs[0][key] for key in ("bytes", "bucket", "tiles", "pixels")}
+        for direction in ("compress", "decompress"):
+            stages = {name for run in runs for name in run[direction]["stages"]}
+            row[direction] = {
+                "ms": statistics.median(run[direction]["total_ms"] for run in runs),
+                "other_ms": statistics.median(run[direction]["other_ms"] for run in runs),
+                "stages_ms": {name: statistics.median(run[direction]["stages"].get(name, {"ms": 0.0})["ms"]
+                                                      for run in runs) for name in sorted(stages)},
+            }
+        per_image.append(row)
+    pixels = sum(row["pixels"] for row in per_image)
+    totals = {}
+    for direction in ("compress", "decompress"):
+        ms = sum(row[direction]["ms"] for row in per_image)
+        totals[direction] = {"ms": ms, "megapixels_per_s": pixels / ms / 1e3,
+                             "other_ms": sum(row[direction]["other_ms"] for row in per_image)}
+    first_warm = per_image[0]["compress"]["ms"] + per_image[0]["decompress"]["ms"]
+    summary = {"bundle": "default" if contestant.bundle is None else contestant.bundle.name,
+               "backend": contestant.backend, "profile": facts["profile"], "start_s": facts["start_s"],
+               "first_run_cost_s": facts["first_image_s"] - first_warm / 1e3,
+               "peak_rss_mib": facts["peak_rss_mib"], "total": totals, "per_image": per_image}
+    summary["transforms"] = _transform_efficiency(contestant, per_image, peak)
+    return summary
+
+
+def _transform_efficiency(contestant: Contestant, per_image: list[dict], peak: float) -> dict:
+    """Per transform: GMAC/s reached and its share of the machine's matmul rate (needs ``onnx``)."""
+    try:
+        from .bundle import DEFAULT_BUNDLE, Bundle
+        from .graph_cost import stage_macs  # imports onnx
+    except ImportError:
+        return {}
+    bundle = Bundle.open(contestant.bundle or DEFAULT_BUNDLE)
+    buckets = {bucket.name: bucket for bucket in bundle.manifest.buckets}
+    result = {}
+    for stage, direction in (("g_a", "compress"), ("g_s", "decompress")):
+        macs = sum(row["tiles"] * stage_macs(bundle, buckets[row["bucket"]].stages[stage]) for row in per_image)
+        ms = sum(row[direction]["stages_ms"].get(stage, 0.0) for row in per_image)
+        if ms:
+            rate = macs / ms / 1e6
+            result[stage] = {"gmac": macs / 1e9, "ms": ms, "gmacs": rate, "share_of_matmul_peak": rate / peak}
+    return result
+
+
+def _speedups(results: list[dict]) -> dict:
+    """Each contestant's speed against the torch backend on the same bundle (time of torch / time)."""
+    reference = {row["bundle"]: row for row in results if row["backend"] == "torch"}
+    speedups = {}
+    for row in results:
+        if row["bundle"] in reference and row["backend"] != "torch":
+            torch_row = reference[row["bundle"]]
+            speedups[f"{row['bundle']} / {row['backend']}"] = {
+                direction: torch_row["total"][direction]["ms"] / row["total"][direction]["ms"]
+                for direction in ("compress", "decompress")}
+    return speedups
+
+
+def table(report: dict) -> str:
+    """The report as a table for the terminal."""
+    lines = [f"{len(report['images'])} images × {report['rounds']} rounds (medians); "
+             f"float32 matmul here: {report['matmul_gmacs']:.0f} GMAC/s",
+             f"{'bundle / backend':34} {'start':>6} {'1st run':>7} {'compress':>9} {'decompress':>10} "
+             f"{'other c/d':>11} {'peak':>8}  g_a / g_s of peak"]
+    for row in report["contestants"]:
+        total = row["total"]
+        shares = " / ".join(f"{row['transforms'][s]['share_of_matmul_peak']:.0%}" if s in row["transforms"] else "–"
+                            for s in TRANSFORMS)
+        label = f"{row['bundle']} / {row['backend']}"
+        lines.append(f"{label:34} {row['start_s']:5.2f}s {row['first_run_cost_s']:6.2f}s "
+                     f"{total['compress']['ms']:7.0f}ms {total['decompress']['ms']:8.0f}ms "
+                     f"{total['compress']['other_ms']:5.0f}/{total['decompress']['other_ms']:<5.0f} "
+                     f"{row['peak_rss_mib']:5.0f}MiB  {shares}")
+    for label, speedup in report["speedup_vs_torch"].items():
+        lines.append(f"{label}: {speedup['compress']:.2f}× torch compress, {speedup['decompress']:.2f}× decompress")
+    return "\n".join(lines)
+
+
+def machine() -> dict:
+    """The machine a measurement ran on."""
+    return {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count()}

@@ -1,0 +1,39 @@
+"""Multiply-accumulates of a stage graph, counted from its ONNX nodes (needs ``onnx``).
+
+Convolutions and matrix products only: they are where a transform's
+arithmetic is, and what a machine's matrix-product peak measures.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import cache
+
+import onnx
+
+from .manifest import StageGraph
+
+
+def stage_macs(bundle, graph: StageGraph) -> int:
+    """Multiply-accumulates one run of the graph takes."""
+    return _graph_macs(str(bundle.path(graph.file)))
+
+
+@cache
+def _graph_macs(path: str) -> int:
+    model = onnx.shape_inference.infer_shapes(onnx.load(path, load_external_data=False))
+    shapes = {value.name: [d.dim_value for d in value.type.tensor_type.shape.dim]
+              for value in (*model.graph.input, *model.graph.value_info, *model.graph.output)}
+    shapes.update({tensor.name: list(tensor.dims) for tensor in model.graph.initializer})
+    total = 0
+    for node in model.graph.node:
+        if node.op_type in ("Conv", "ConvTranspose"):
+            weight, output = shapes[node.input[1]], shapes[node.output[0]]
+            groups = next((a.i for a in node.attribute if a.name == "group"), 1)
+            channels_per_output = weight[1] if node.op_type == "Conv" else weight[0] // groups
+            total += math.prod(output) * channels_per_output * math.prod(weight[2:])
+        elif node.op_type in ("MatMul", "Gemm"):
+            first = shapes[node.input[0]]
+            transposed = node.op_type == "Gemm" and any(a.name == "transA" and a.i for a in node.attribute)
+            total += math.prod(shapes[node.output[0]]) * (first[0] if transposed else first[-1])
+    return total
