@@ -108,7 +108,9 @@ def write_bundle(
                                   progress, guard_epsilon)
         failed = [c for c in checks if not c.passed]
         if failed:
-            details = ", ".join(f"{c.stage}@{c.bucket}{c.level_suffix} ({c.max_error:.2e})" for c in failed)
+            details = ", ".join(f"{c.stage}@{c.bucket}{c.level_suffix} ({c.max_error:.2e}"
+                                + (f"; {100 * c.unexplained:.2f} % of outputs beyond what near-ties move)"
+                                   if c.has_topk else ")") for c in failed)
             raise ExportError(f"ONNX Runtime disagrees with PyTorch beyond tolerance: {details}")
         staging.chmod(0o755)  # mkdtemp makes it private
         if out.exists():
@@ -198,4 +200,5 @@ def _write(levels: dict[str, HyperpriorCodec], shapes, root: Path, progress: boo
     (root / MANIFEST).write_text(manifest.dumps(), encoding="utf-8")
     bundle = Bundle.open(root)
     return manifest, [check for index, name in enumerate(levels)
-                      for check in verify_bundle(bundle.at_level(index), references, name if len(levels) > 1 else "")]
+                      for check in verify_bundle(bundle.at_level(index), references, modules[index],
+                                                 name if len(levels) > 1 else "")]

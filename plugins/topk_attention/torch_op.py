@@ -10,6 +10,10 @@ the registered custom op, which :data:`ONNX_TRANSLATIONS` turns into one
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from contextvars import ContextVar
+
 import torch
 
 from . import DOMAIN, MASKS, PLUGIN_ATTRIBUTES
@@ -43,11 +47,43 @@ def attention_logits(q, k, table, query_start, scale: float, positions: int, wid
     return logits
 
 
+#: Set within :func:`near_ties_kept`: (relative margin, count of rows widened so far).
+_near_ties: ContextVar[tuple[float, list[int]] | None] = ContextVar("near_ties", default=None)
+
+
+def keep_topk(logits: torch.Tensor, topk: int) -> torch.Tensor:
+    """Logits below their row's k-th largest (counting repeats) become the lowest value: what top-k drops."""
+    count = min(topk, logits.shape[-1])
+    near_ties = _near_ties.get()
+    widen = near_ties is not None and logits.shape[-1] > count
+    values = torch.topk(logits, count + widen, dim=-1).values
+    threshold = values[..., count - 1 : count]
+    if widen:
+        margin, widened = near_ties
+        following = values[..., count:]
+        near = (threshold - following <= margin * threshold.abs().clamp_min(1.0)) & (following > _negative(logits))
+        widened[0] += int(near.sum())
+        threshold = torch.where(near, following, threshold)
+    return torch.where(logits >= threshold, logits, torch.full_like(logits, _negative(logits)))
+
+
+@contextlib.contextmanager
+def near_ties_kept(margin: float) -> Iterator[list[int]]:
+    """Within this context, eager top-k also keeps each row's (k+1)-th largest logit where it lies within
+    margin (relative, at least absolute) of the k-th: a row whose choice another implementation's rounding
+    could flip is computed with the other choice. Yields a one-element list: how many rows were widened.
+    Export verification uses it to tell which outputs near-ties can move."""
+    widened = [0]
+    token = _near_ties.set((margin, widened))
+    try:
+        yield widened
+    finally:
+        _near_ties.reset(token)
+
+
 def eager_topk_attention(q, k, v, table, query_start, topk: int, scale: float, positions: int, width: int,
                          mask: int):
-    logits = attention_logits(q, k, table, query_start, scale, positions, width, mask)
-    kth = torch.topk(logits, min(topk, logits.shape[-1]), dim=-1).values[..., -1:]
-    logits = torch.where(logits >= kth, logits, torch.full_like(logits, _negative(logits)))
+    logits = keep_topk(attention_logits(q, k, table, query_start, scale, positions, width, mask), topk)
     return torch.softmax(logits.float(), dim=-1).to(v.dtype) @ v
 
 
