@@ -80,3 +80,18 @@ def test_openvino_repeats_itself_byte_for_byte_and_serves_auto(tiny_bundle):
     assert first == second
     assert open_backend("auto").name == "openvino"
     assert Codec(tiny_bundle, open_backend("auto")).compress(image) == first
+
+
+@OPENVINO
+def test_entroformer_files_cross_between_openvino_and_onnxruntime(tmp_path):
+    """OpenVINO reads the top-k attention op once its ONNX function is inlined."""
+    from licrt.export.bundle_writer import write_bundle
+    from tests.export.test_entroformer import small
+
+    write_bundle(small("entroformer"), [(64, 64)], tmp_path / "bundle", progress=False)
+    image = load_image("house_96x64.png")
+    codecs = {name: Codec.open(tmp_path / "bundle", backend=name) for name in ("openvino", "onnxruntime")}
+    for encoder, decoder in (("openvino", "onnxruntime"), ("onnxruntime", "openvino")):
+        data = codecs[encoder].compress(image)
+        same, other = codecs[encoder].decompress(data), codecs[decoder].decompress(data)
+        assert np.abs(other.astype(int) - same).max() <= 1

@@ -8,6 +8,9 @@ CPU (``bench/results/licrt-bench-default.json``).
 
 Precision is pinned to float32: on CPUs with bfloat16 or float16 units the
 plugin would otherwise compute in them, far outside what the guard covers.
+OpenVINO's ONNX reader does not expand ONNX local functions, so graphs that
+hold one (Entroformer's ``licrt::TopkAttention``) are inlined with ``onnx``
+first.
 Imported only when asked for (``--backend openvino``, or ``auto`` where the
 package is installed).
 """
@@ -53,6 +56,7 @@ class OpenVinoBackend(Backend):
     def load(self, bundle, name: str, graph: StageGraph) -> StageRunner:
         try:
             with graph_beside_weights(bundle, graph) as path:
+                _inline_local_functions(path)
                 compiled = self._core.compile_model(self._core.read_model(path), "CPU", self.settings)
         except OSError as exc:
             raise BackendError(f"cannot read stage {name} ({graph.file}): {exc.strerror}") from None
@@ -72,6 +76,16 @@ class _CompiledRunner(StageRunner):
         except RuntimeError as exc:
             raise BackendError(f"OpenVINO failed to run stage {self.name}: {_first_line(exc)}") from None
         return {spec.name: results[spec.name] for spec in self.graph.outputs}
+
+
+def _inline_local_functions(path) -> None:
+    """Rewrite the graph file at path with its local functions expanded in place, if it has any."""
+    import onnx
+    from onnx import inliner
+
+    model = onnx.load(str(path), load_external_data=False)
+    if model.functions:
+        onnx.save(inliner.inline_local_functions(model), str(path))
 
 
 def _first_line(exc: Exception) -> str:
