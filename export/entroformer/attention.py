@@ -27,7 +27,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from licrt.plugins.topk_attention.torch_op import topk_attention
+from licrt.plugins.topk_attention import MASKS
+from licrt.plugins.topk_attention.torch_op import attention_logits, keep_topk, topk_attention
 
 class Attention(nn.Module):
     """Multi-head top-k attention; the first block of a group owns the RPE table."""
@@ -56,6 +57,24 @@ class Attention(nn.Module):
         positions = round(table.shape[0] ** 0.5)
         return topk_attention(q, k, v, table, query_start, topk=topk, scale=self.scale, positions=positions,
                               width=width, mask=mask)
+
+    def attend_cached(self, q, k, v, k_cache, v_cache, table, row, topk: int, width: int):
+        """attend() for one query, token ``row``, under the causal mask: against the cached keys and values
+        of the tokens before it and its own k and v, which are not written into the cache first, so a step
+        graph reads the caches where they lie and copies none of them.
+
+        Args:
+            q, k, v: (1, heads, 1, d) of token ``row``.
+            k_cache, v_cache: (1, heads, N, d); rows ≥ ``row`` are ignored.
+            row: (1,) int64.
+        """
+        positions = round(table.shape[0] ** 0.5)
+        logits = attention_logits(q, k_cache, table, row, self.scale, positions, width, MASKS["causal"])
+        centre = positions // 2 * (positions + 1)  # the bucket of offset (0, 0)
+        own_logit = (q @ k.transpose(-2, -1) + q @ table[centre : centre + 1].t()) * self.scale
+        own = torch.arange(k_cache.shape[-2], device=q.device) == row
+        weights = torch.softmax(keep_topk(torch.where(own, own_logit, logits), topk), dim=-1)
+        return weights.masked_fill(own, 0.0) @ v_cache + weights.index_select(-1, row) * v
 
     def forward(self, x, table, topk: int, width: int, mask: str):
         q, k, v = self.project(x)

@@ -212,11 +212,12 @@ class Entroformer(HyperpriorCodec):
 register_codec("entroformer", EntroformerConfig(), "Entroformer, parallel: checkerboard, 2 passes after ẑ")(Entroformer)
 
 
-def serial_schedule(latent_channels: int) -> CodingSchedule:
-    """Every position in raster order, all channels at once, with cached keys and values."""
+def serial_schedule(latent_channels: int, depth: int) -> CodingSchedule:
+    """Every position in raster order, all channels at once, with cached keys and values: one cache per
+    block (a graph input of its own, which the step reads without slicing it out of a stacked one)."""
+    caches = (*(f"k_cache{i}" for i in range(depth)), *(f"v_cache{i}" for i in range(depth)))
     return CodingSchedule(latent_channels, (
-        ContextStep("raster", (0, latent_channels), "raster", reads=("hyper", "y_hat"),
-                    caches=("k_cache", "v_cache")),
+        ContextStep("raster", (0, latent_channels), "raster", reads=("hyper", "y_hat"), caches=caches),
     ))
 
 
@@ -233,21 +234,23 @@ class EntroformerSerial(Entroformer):
         c = config
         self.cit_ar = TransDecoder(c.latent_channels, c.dim_embed, c.depth, c.heads, c.dim_head, c.mlp_ratio,
                                    c.position_num, c.attn_topk)
-        self.schedule = serial_schedule(c.latent_channels)
+        self.schedule = serial_schedule(c.latent_channels, c.depth)
 
     def initial_caches(self, step, y):
         c = self.config
-        shape = (c.depth, c.heads, y.shape[2] * y.shape[3], c.dim_head)
+        shape = (c.heads, y.shape[2] * y.shape[3], c.dim_head)
         return {name: y.new_zeros(shape) for name in step.caches}
 
     def context_step(self, step, state):
-        position = state[RASTER_POSITION]
-        feature, key_rows, value_rows, row = self.cit_ar.step(state["y_hat"], position, state["k_cache"],
-                                                              state["v_cache"])
+        position, depth = state[RASTER_POSITION], self.config.depth
+        feature, key_rows, value_rows, row = self.cit_ar.step(
+            state["y_hat"], position, [state[f"k_cache{i}"] for i in range(depth)],
+            [state[f"v_cache{i}"] for i in range(depth)])
         hyper = torch.index_select(state["hyper"].flatten(2), 2, position)[..., None]  # (1, dim, 1, 1)
         scales, means = self.parameters_from(hyper, feature[..., None, None])
-        return {"scales": scales.flatten(1), "means": means.flatten(1), "k_cache_row": key_rows,
-                "v_cache_row": value_rows, RASTER_ROW_INDEX: row}
+        rows = {f"k_cache{i}_row": key for i, key in enumerate(key_rows)}
+        rows.update({f"v_cache{i}_row": value for i, value in enumerate(value_rows)})
+        return {"scales": scales.flatten(1), "means": means.flatten(1), **rows, RASTER_ROW_INDEX: row}
 
 
 register_codec("entroformer-serial", EntroformerConfig(),

@@ -126,43 +126,41 @@ class TransDecoder(_Context):
         start = self.sos_pred_token.expand(features.shape[0], 1, -1)
         return to_map(torch.cat([start, features[:, :-1]], dim=1), height, width)
 
-    def step(self, y_hat, position, k_cache, v_cache):
+    def step(self, y_hat, position, k_caches, v_caches):
         """The context feature of token ``position`` from cached keys and values.
 
         The output at position t is the transformer's output at token t − 1
         (or the start token for t = 0). This computes only that token: its
         queries, keys and values in every block, attention against the
-        cached keys and values of the tokens before it, and returns its key
-        and value rows for the cache. Equal to the corresponding row of
-        :meth:`forward` (the causal mask hides every later token).
+        cached keys and values of the tokens before it
+        (:meth:`Attention.attend_cached`), and returns its key and value rows
+        for the cache. Equal to the corresponding row of :meth:`forward` (the
+        causal mask hides every later token).
 
         Args:
             y_hat: (1, M, H, W); only token t − 1 is read.
             position: (1,) int64, the token t whose context is wanted.
-            k_cache, v_cache: (depth, heads, H·W, d) with the rows of tokens
-                < t − 1 filled; later rows are ignored.
+            k_caches, v_caches: One (heads, H·W, d) cache per block, with the
+                rows of tokens < t − 1 filled; later rows are ignored.
 
         Returns:
-            The feature (1, dim), the key and value rows (depth, heads, d) of
-            token t − 1 and its row index t − 1 (for t = 0: the start token,
-            and rows for index 0 that the next run replaces).
+            The feature (1, dim), the key and value rows (heads, d) of token
+            t − 1 per block and its row index t − 1 (for t = 0: the start
+            token, and rows for index 0 that the next run replaces).
         """
-        height, width = y_hat.shape[2:]
+        width = y_hat.shape[3]
         row = (position - 1).clamp_min(0)
         token = torch.index_select(y_hat.flatten(2), 2, row).transpose(1, 2)  # (1, 1, M)
-        keys = torch.arange(height * width, device=y_hat.device)
-        fresh = (keys == row)[None, :, None]  # the row computed now replaces whatever the cache holds
         table = self.blocks[0].attention.relative_attention_bias.weight
         h = self.to_patch_embedding(token)
         key_rows, value_rows = [], []
-        for depth, block in enumerate(self.blocks):
+        for block, k_cache, v_cache in zip(self.blocks, k_caches, v_caches, strict=True):
             attention = block.attention
             q, k, v = attention.project(block.layer[0].layer_norm(h))
-            out = attention.attend(q, torch.where(fresh, k, k_cache[depth][None]),
-                                   torch.where(fresh, v, v_cache[depth][None]), table, row, self.topk, width, "causal")
+            out = attention.attend_cached(q, k, v, k_cache[None], v_cache[None], table, row, self.topk, width)
             h = h + block.layer[0].dropout(attention.merge(out))
             h = h + block.layer[1](h)
             key_rows.append(k[0, :, 0])
             value_rows.append(v[0, :, 0])
         feature = torch.where(position > 0, self.mlp_head(h)[0], self.sos_pred_token[0])
-        return feature, torch.stack(key_rows), torch.stack(value_rows), row
+        return feature, key_rows, value_rows, row

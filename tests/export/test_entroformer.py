@@ -76,9 +76,12 @@ def test_cached_steps_equal_the_full_causal_transformer():
     caches = model.initial_caches(model.schedule.steps[0], y_hat)
     worst = 0.0
     for t in range(24):
-        feature, keys, values, row = model.cit_ar.step(y_hat, torch.tensor([t]), caches["k_cache"], caches["v_cache"])
-        caches["k_cache"][..., int(row), :] = keys
-        caches["v_cache"][..., int(row), :] = values
+        depth = range(len(model.cit_ar.blocks))
+        feature, keys, values, row = model.cit_ar.step(y_hat, torch.tensor([t]), [caches[f"k_cache{i}"] for i in depth],
+                                                       [caches[f"v_cache{i}"] for i in depth])
+        for i in depth:
+            caches[f"k_cache{i}"][..., int(row), :] = keys[i]
+            caches[f"v_cache{i}"][..., int(row), :] = values[i]
         worst = max(worst, (feature[0] - full[0, :, t // 6, t % 6]).abs().max().item())
     assert worst < 1e-5
 
