@@ -215,8 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
     from .backends import PERTURBED, backend_names
     from .limits import DEFAULT_MAX_PIXELS, DEFAULT_MAX_TILES
 
-    backend_help = (f"{', '.join(backend_names())}, or {PERTURBED}:EPSILON[:NAME]; default auto: ONNX Runtime on its "
-                    "CUDA provider where installed, else OpenVINO where installed, else ONNX Runtime on the CPU")
+    backend_help = (f"{', '.join(backend_names())}, or {PERTURBED}:EPSILON[:NAME]; default auto: ONNX Runtime, on its "
+                    "CUDA provider where installed, else the CPU")
     parser = CommandParser(prog="licrt", description="Learned image compression runtime.")
     commands = parser.add_subparsers(dest="command", required=True)
 

@@ -8,12 +8,11 @@ needs torch or TensorRT lives where those are installed.
 from __future__ import annotations
 
 from importlib.metadata import entry_points
-from importlib.util import find_spec
 
 from ..errors import BackendError
 from .base import Backend, StageRunner
 
-#: Always there: ``auto`` picks the fastest that runs here; ``onnxruntime-noopt``
+#: Always there: ``auto`` is ONNX Runtime on the fastest provider it has; ``onnxruntime-noopt``
 #: runs the graphs as exported, without ONNX Runtime's fusions (other floats).
 BUILTIN_BACKENDS = ("auto", "onnxruntime", "onnxruntime-noopt")
 #: Part of licrt, usable where their optional dependencies are (``licrt[openvino]``, ``licrt[gpu]``).
@@ -33,15 +32,12 @@ def backend_names() -> tuple[str, ...]:
 def open_backend(name: str = "auto") -> Backend:
     """Create a backend by name (see :func:`backend_names`).
 
-    ``auto`` picks the fastest backend that can run here: ONNX Runtime with
-    its CUDA provider when present, else OpenVINO where installed, else ONNX
-    Runtime on the CPU.
+    ``auto`` is ONNX Runtime, with its CUDA provider when present. (OpenVINO
+    codes faster on CPUs but compiles slower: ask for it by name.)
 
     Raises:
         BackendError: the name is unknown or the backend is not installed.
     """
-    if name == "auto" and _openvino_serves_best():
-        name = OPENVINO
     if name in BUILTIN_BACKENDS:
         from .onnxruntime import OnnxRuntimeBackend
 
@@ -74,13 +70,6 @@ def open_backend(name: str = "auto") -> Backend:
         return backend()
     raise BackendError(f"unknown backend {name!r}; choose one of {', '.join(backend_names())}, "
                        f"or {PERTURBED}:EPSILON[:BACKEND]")
-
-
-def _openvino_serves_best() -> bool:
-    """OpenVINO is installed and ONNX Runtime has no GPU to run on."""
-    import onnxruntime
-
-    return find_spec("openvino") is not None and "CUDAExecutionProvider" not in onnxruntime.get_available_providers()
 
 
 __all__ = ["BUILTIN_BACKENDS", "Backend", "StageRunner", "backend_names", "open_backend"]

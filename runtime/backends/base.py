@@ -182,6 +182,15 @@ class Backend(ABC):
         """Prepare one stage graph of bundle (the stage name, in one of its buckets) for running."""
 
 
+#: Where backends keep what they compile from graphs unless ``$LICRT_ENGINE_CACHE`` says otherwise.
+DEFAULT_ENGINE_CACHE = Path("~/.cache/licrt/engines")
+
+
+def engine_cache() -> Path:
+    """The folder of compiled graphs: TensorRT plans, OpenVINO blobs (one subfolder each)."""
+    return Path(os.environ.get("LICRT_ENGINE_CACHE", DEFAULT_ENGINE_CACHE)).expanduser()
+
+
 @contextlib.contextmanager
 def graph_beside_weights(bundle: Bundle, graph: StageGraph) -> Iterator[Path]:
     """The graph file in a temporary folder beside the level's weights, for libraries that find external

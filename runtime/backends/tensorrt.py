@@ -21,17 +21,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import BackendError
 from ..manifest import StageGraph
-from .base import Backend, StageRunner, graph_beside_weights
+from .base import Backend, StageRunner, engine_cache, graph_beside_weights
 
-#: Where plans are kept unless ``$LICRT_ENGINE_CACHE`` says otherwise.
-DEFAULT_CACHE = Path("~/.cache/licrt/engines")
 #: Builder settings; part of every plan's key.
 BUILDER = {"strongly_typed": True, "tf32": False}
 
@@ -49,10 +46,6 @@ def _import_tensorrt():
         raise BackendError(f"TensorRT needs an NVIDIA GPU; CUDA says {error.name}")
     gpu = f"{properties.name.decode(errors='replace').rstrip(chr(0))} sm{properties.major}{properties.minor}"
     return tensorrt, polygraphy_trt, gpu
-
-
-def engine_cache() -> Path:
-    return Path(os.environ.get("LICRT_ENGINE_CACHE", DEFAULT_CACHE)).expanduser()
 
 
 class TensorRTBackend(Backend):
