@@ -27,11 +27,12 @@ def _graph_macs(path: str) -> int:
     shapes.update({tensor.name: list(tensor.dims) for tensor in model.graph.initializer})
     total = 0
     for node in model.graph.node:
-        if node.op_type in ("Conv", "ConvTranspose"):
-            weight, output = shapes[node.input[1]], shapes[node.output[0]]
-            groups = next((a.i for a in node.attribute if a.name == "group"), 1)
-            channels_per_output = weight[1] if node.op_type == "Conv" else weight[0] // groups
-            total += math.prod(output) * channels_per_output * math.prod(weight[2:])
+        if node.op_type == "Conv":  # each output element: C_in/groups × kernel products
+            weight = shapes[node.input[1]]
+            total += math.prod(shapes[node.output[0]]) * math.prod(weight[1:])
+        elif node.op_type == "ConvTranspose":  # each input element: C_out/groups × kernel products
+            weight = shapes[node.input[1]]
+            total += math.prod(shapes[node.input[0]]) * math.prod(weight[1:])
         elif node.op_type in ("MatMul", "Gemm"):
             first = shapes[node.input[0]]
             transposed = node.op_type == "Gemm" and any(a.name == "transA" and a.i for a in node.attribute)
