@@ -109,7 +109,8 @@ def write_bundle(
         failed = [c for c in checks if not c.passed]
         if failed:
             details = ", ".join(f"{c.stage}@{c.bucket}{c.level_suffix} ({c.max_error:.2e}"
-                                + (f"; {100 * c.unexplained:.2f} % of outputs beyond what near-ties move)"
+                                + (f"; {c.same_keys_error:.2e} with ONNX Runtime's top-k keys, "
+                                   f"{c.unexplained_keys} keys chosen differently without a near-tie)"
                                    if c.has_topk else ")") for c in failed)
             raise ExportError(f"ONNX Runtime disagrees with PyTorch beyond tolerance: {details}")
         staging.chmod(0o755)  # mkdtemp makes it private

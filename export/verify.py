@@ -1,15 +1,17 @@
 """Checking exported graphs against PyTorch, stage by stage, in ONNX Runtime.
 
 A stage passes when every output is within ``TOLERANCE · max(1, max |PyTorch|)``.
-Graphs with top-k attention may differ by more, and only where a near-tie
-explains it: top-k is discontinuous, so where a row's k-th and (k+1)-th
-largest logits lie within float rounding of each other, ONNX Runtime and
-PyTorch may keep different keys, and everything downstream of that row
-moves. The check runs the stage in PyTorch twice more, as it is and keeping
-both keys of every row whose two logits lie within ``TIE_MARGIN``
-(relative): outputs that the second run moves by more than a hundredth of the
-tolerance depend on a near-tied choice. A top-k graph passes if every output
-beyond the tolerance is one of them; an export bug moves others.
+A graph with top-k attention may first differ by more: top-k is
+discontinuous, so where a row's k-th and (k+1)-th largest logits lie within
+float rounding of each other, ONNX Runtime and PyTorch may keep different
+keys, and everything downstream of that row moves. Such a graph is checked
+like with like: ONNX Runtime runs it once more with every top-k node's
+logits and largest values as extra outputs (local functions inlined), which
+give the keys it kept, PyTorch reruns the stage keeping exactly those keys,
+and then every output must be within the
+tolerance, and every key the two choose differently must lie within
+``TIE_MARGIN`` of its row's k-th logit. A wrong graph fails the first; a
+wrong selection the second.
 """
 
 from __future__ import annotations
@@ -18,16 +20,19 @@ from dataclasses import dataclass
 
 import numpy as np
 import onnx
+import onnxruntime
 import torch
+from onnx import inliner
 
 from licrt.plugins.topk_attention import DOMAIN
-from licrt.plugins.topk_attention.torch_op import near_ties_kept
+from licrt.plugins.topk_attention.torch_op import selections_forced
 from licrt.runtime.backends.onnxruntime import OnnxRuntimeBackend
 from licrt.runtime.bundle import Bundle
+from licrt.runtime.manifest import StageGraph
 
 TOLERANCE = 1e-4
-#: Logits this close (relative to the k-th, at least absolute) count as tied: far above the ~1e-6 by which
-#: ONNX Runtime's and PyTorch's logits differ, far below the gaps between most neighbouring logits.
+#: Keys chosen differently must have logits this close to their row's k-th (relative, at least absolute): far
+#: above the ~1e-6 by which ONNX Runtime's and PyTorch's logits differ, far below most neighbouring gaps.
 TIE_MARGIN = 1e-4
 
 
@@ -42,10 +47,11 @@ class StageCheck:
     #: Share of output elements beyond the tolerance.
     beyond: float
     has_topk: bool
-    #: Top-k rows whose k-th and (k+1)-th logits lie within TIE_MARGIN (top-k graphs only).
-    near_ties: int = 0
-    #: Share of output elements beyond the tolerance that depend on no near-tied choice (must be 0).
-    unexplained: float = 0.0
+    #: With ONNX Runtime's top-k choices in PyTorch too (top-k graphs that differ): the largest error, the
+    #: rows whose choice differed, and the keys chosen differently that no near-tie explains.
+    same_keys_error: float = 0.0
+    flipped_rows: int = 0
+    unexplained_keys: int = 0
 
     @property
     def tolerance(self) -> float:
@@ -57,7 +63,9 @@ class StageCheck:
 
     @property
     def passed(self) -> bool:
-        return self.max_error <= self.tolerance or (self.has_topk and self.unexplained == 0.0)
+        if self.max_error <= self.tolerance:
+            return True
+        return self.has_topk and self.same_keys_error <= self.tolerance and self.unexplained_keys == 0
 
 
 def verify_bundle(bundle: Bundle, references: dict[tuple[str, str], dict[str, tuple[dict, dict]]],
@@ -69,7 +77,7 @@ def verify_bundle(bundle: Bundle, references: dict[tuple[str, str], dict[str, tu
         references: Per (level name, bucket name), per stage, the (inputs,
             outputs) PyTorch recorded (see ``HyperpriorCodec.reference``).
         modules: The level's stage modules (``HyperpriorCodec.stage_modules``), to rerun a top-k stage with
-            near-ties kept.
+            ONNX Runtime's choices.
         level: The name checks report the level by ("" for a bundle of one level).
     """
     backend = OnnxRuntimeBackend(providers=["CPUExecutionProvider"])
@@ -77,30 +85,48 @@ def verify_bundle(bundle: Bundle, references: dict[tuple[str, str], dict[str, tu
     for bucket in bundle.manifest.buckets:
         for stage, graph in bucket.stages.items():
             inputs, outputs = references[bundle.level_name, bucket.name][stage]
-            results = backend.load(bundle, stage, graph).run({name: _numpy(t) for name, t in inputs.items()})
-            expected = np.concatenate([_numpy(t).ravel() for t in outputs.values()])
-            error = np.abs(np.concatenate([results[name].ravel() for name in outputs]) - expected)
+            feed = {name: _numpy(t) for name, t in inputs.items()}
+            results = backend.load(bundle, stage, graph).run(feed)
+            expected = _flat(outputs.values())
+            error = np.abs(_flat(results[name] for name in outputs) - expected)
             magnitude = max(float(np.abs(_numpy(t)).max()) for t in outputs.values() if t.numel())
             tolerance = TOLERANCE * max(1.0, magnitude)
-            beyond = error > tolerance
             nodes = onnx.load(str(bundle.path(graph.file)), load_external_data=False).graph.node
             has_topk = any(n.domain == DOMAIN or n.op_type == "TopK" for n in nodes)
-            near_ties, unexplained = 0, 0.0
-            if has_topk and beyond.any():
-                with near_ties_kept(TIE_MARGIN) as widened:
-                    moved = _run(modules[stage], inputs)
-                movable = np.abs(moved - _run(modules[stage], inputs)) > tolerance / 100
-                near_ties, unexplained = widened[0], float(np.mean(beyond & ~movable))
+            extra = {}
+            if has_topk and error.max() > tolerance:
+                got, kept = _run_with_selections(backend, bundle, graph, feed, list(outputs))
+                with selections_forced([torch.from_numpy(k) for k in kept], TIE_MARGIN) as forced:
+                    with torch.no_grad():
+                        same_keys = modules[stage](*inputs.values())
+                same_keys = same_keys if isinstance(same_keys, tuple) else (same_keys,)
+                extra = {"same_keys_error": float(np.abs(got - _flat(same_keys)).max()),
+                         "flipped_rows": forced.flipped_rows, "unexplained_keys": forced.unexplained_keys}
             checks.append(StageCheck(bucket.name, stage, level, float(error.max()), magnitude,
-                                     float(np.mean(beyond)), has_topk, near_ties, unexplained))
+                                     float(np.mean(error > tolerance)), has_topk, **extra))
     return checks
 
 
-def _run(module: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> np.ndarray:
-    """The stage's outputs in PyTorch, flattened and concatenated in graph order."""
-    with torch.no_grad():
-        outputs = module(*inputs.values())
-    return np.concatenate([_numpy(t).ravel() for t in (outputs if isinstance(outputs, tuple) else (outputs,))])
+def _run_with_selections(backend: OnnxRuntimeBackend, bundle: Bundle, graph: StageGraph,
+                         feed: dict[str, np.ndarray], outputs: list[str]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The graph's outputs (flattened) and, per top-k node in node order, the mask of the keys it keeps:
+    those whose logit is at least the k-th largest, as the op defines."""
+    model = inliner.inline_local_functions(onnx.load(str(bundle.path(graph.file)), load_external_data=False))
+    watched = []
+    for node in (n for n in model.graph.node if n.op_type == "TopK"):
+        watched += [node.input[0], node.output[0]]
+        model.graph.output.extend(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None)
+                                  for name in watched[-2:])
+    session = onnxruntime.InferenceSession(model.SerializeToString(), backend.session_options(bundle),
+                                           providers=backend.providers)
+    results = session.run([*outputs, *watched], feed)
+    logits, largest = results[len(outputs)::2], results[len(outputs) + 1::2]
+    kept = [row >= values[..., -1:] for row, values in zip(logits, largest, strict=True)]
+    return _flat(results[: len(outputs)]), kept
+
+
+def _flat(arrays) -> np.ndarray:
+    return np.concatenate([(_numpy(a) if isinstance(a, torch.Tensor) else a).ravel() for a in arrays])
 
 
 def _numpy(tensor: torch.Tensor) -> np.ndarray:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from contextvars import ContextVar
+from dataclasses import dataclass
 
 import torch
 
@@ -47,38 +48,56 @@ def attention_logits(q, k, table, query_start, scale: float, positions: int, wid
     return logits
 
 
-#: Set within :func:`near_ties_kept`: (relative margin, count of rows widened so far).
-_near_ties: ContextVar[tuple[float, list[int]] | None] = ContextVar("near_ties", default=None)
+@dataclass
+class ForcedSelections:
+    """Which keys top-k keeps, given from outside (another backend's choice), call by call."""
+
+    #: Per call, in call order (consumed): the (…, N) boolean mask of the keys kept.
+    kept: list[torch.Tensor]
+    #: Logits within this distance of the k-th (relative, at least absolute) count as tied with it.
+    margin: float
+    #: Rows whose given keys differ from the ones top-k would keep.
+    flipped_rows: int = 0
+    #: Keys kept on one side only whose logit is not within the margin of the k-th: no tie explains them.
+    unexplained_keys: int = 0
+
+
+_forced: ContextVar[ForcedSelections | None] = ContextVar("forced_selections", default=None)
 
 
 def keep_topk(logits: torch.Tensor, topk: int) -> torch.Tensor:
-    """Logits below their row's k-th largest (counting repeats) become the lowest value: what top-k drops."""
-    count = min(topk, logits.shape[-1])
-    near_ties = _near_ties.get()
-    widen = near_ties is not None and logits.shape[-1] > count
-    values = torch.topk(logits, count + widen, dim=-1).values
-    threshold = values[..., count - 1 : count]
-    if widen:
-        margin, widened = near_ties
-        following = values[..., count:]
-        near = (threshold - following <= margin * threshold.abs().clamp_min(1.0)) & (following > _negative(logits))
-        widened[0] += int(near.sum())
-        threshold = torch.where(near, following, threshold)
-    return torch.where(logits >= threshold, logits, torch.full_like(logits, _negative(logits)))
+    """Logits below their row's k-th largest (counting repeats) become the lowest value: what top-k drops.
+
+    Within :func:`selections_forced`, the given keys are kept instead, and the rows where they differ from
+    this choice are counted.
+    """
+    kth = torch.topk(logits, min(topk, logits.shape[-1]), dim=-1).values[..., -1:]
+    forced = _forced.get()
+    if forced is None:
+        return torch.where(logits >= kth, logits, torch.full_like(logits, _negative(logits)))
+    if not forced.kept:
+        raise ValueError("more top-k selections than were given")
+    kept = forced.kept.pop(0).to(logits.device)
+    if kept.shape != logits.shape:
+        raise ValueError(f"given top-k keys {list(kept.shape)} do not fit logits {list(logits.shape)}")
+    flipped = kept ^ (logits >= kth)
+    tied = (logits - kth).abs() <= forced.margin * kth.abs().clamp_min(1.0)
+    forced.flipped_rows += int(flipped.any(dim=-1).sum())
+    forced.unexplained_keys += int((flipped & ~tied).sum())
+    return torch.where(kept, logits, torch.full_like(logits, _negative(logits)))
 
 
 @contextlib.contextmanager
-def near_ties_kept(margin: float) -> Iterator[list[int]]:
-    """Within this context, eager top-k also keeps each row's (k+1)-th largest logit where it lies within
-    margin (relative, at least absolute) of the k-th: a row whose choice another implementation's rounding
-    could flip is computed with the other choice. Yields a one-element list: how many rows were widened.
-    Export verification uses it to tell which outputs near-ties can move."""
-    widened = [0]
-    token = _near_ties.set((margin, widened))
+def selections_forced(kept: list[torch.Tensor], margin: float) -> Iterator[ForcedSelections]:
+    """Within this context, eager top-k keeps the given keys (another implementation's choice, call by
+    call) and counts where they differ from its own: export verification reruns a stage with ONNX Runtime's
+    choices to compare like with like, and checks that every differing choice was a near-tie."""
+    forced = ForcedSelections(list(kept), margin)
+    token = _forced.set(forced)
     try:
-        yield widened
+        yield forced
     finally:
-        _near_ties.reset(token)
+        _forced.reset(token)
 
 
 def eager_topk_attention(q, k, v, table, query_start, topk: int, scale: float, positions: int, width: int,
