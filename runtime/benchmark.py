@@ -229,11 +229,10 @@ def _summary(contestant: Contestant, facts: dict, samples: list[list[dict]], pea
 
 def _transform_efficiency(contestant: Contestant, per_image: list[dict], peak: float) -> dict:
     """Per transform: GMAC/s reached and its share of the machine's matmul rate (needs ``onnx``)."""
-    try:
-        from .bundle import DEFAULT_BUNDLE, Bundle
-        from .graph_cost import stage_macs  # imports onnx
-    except ImportError:
+    if find_spec("onnx") is None:
         return {}
+    from .bundle import DEFAULT_BUNDLE, Bundle
+    from .graph_cost import stage_macs
     bundle = Bundle.open(contestant.bundle or DEFAULT_BUNDLE)
     buckets = {bucket.name: bucket for bucket in bundle.manifest.buckets}
     result = {}

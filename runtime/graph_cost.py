@@ -9,8 +9,6 @@ from __future__ import annotations
 import math
 from functools import cache
 
-import onnx
-
 from .manifest import StageGraph
 
 
@@ -21,6 +19,8 @@ def stage_macs(bundle, graph: StageGraph) -> int:
 
 @cache
 def _graph_macs(path: str) -> int:
+    import onnx  # optional: the runtime does not need it
+
     model = onnx.shape_inference.infer_shapes(onnx.load(path, load_external_data=False))
     shapes = {value.name: [d.dim_value for d in value.type.tensor_type.shape.dim]
               for value in (*model.graph.input, *model.graph.value_info, *model.graph.output)}
