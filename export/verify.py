@@ -28,6 +28,7 @@ from licrt.plugins.topk_attention import DOMAIN
 from licrt.plugins.topk_attention.torch_op import selections_forced
 from licrt.runtime.backends.onnxruntime import OnnxRuntimeBackend
 from licrt.runtime.bundle import Bundle
+from licrt.runtime.errors import ExportError
 from licrt.runtime.manifest import StageGraph
 
 TOLERANCE = 1e-4
@@ -96,9 +97,15 @@ def verify_bundle(bundle: Bundle, references: dict[tuple[str, str], dict[str, tu
             extra = {}
             if has_topk and error.max() > tolerance:
                 got, kept = _run_with_selections(backend, bundle, graph, feed, list(outputs))
-                with selections_forced([torch.from_numpy(k) for k in kept], TIE_MARGIN) as forced:
-                    with torch.no_grad():
-                        same_keys = modules[stage](*inputs.values())
+                try:
+                    with selections_forced([torch.from_numpy(k) for k in kept], TIE_MARGIN) as forced:
+                        with torch.no_grad():
+                            same_keys = modules[stage](*inputs.values())
+                except ValueError as exc:  # the graph's top-k nodes are not PyTorch's top-k calls
+                    raise ExportError(f"{graph.file}: its top-k nodes do not match PyTorch's: {exc}") from None
+                if forced.kept:
+                    raise ExportError(f"{graph.file} has {len(kept)} top-k nodes, PyTorch took "
+                                      f"{len(kept) - len(forced.kept)}")
                 same_keys = same_keys if isinstance(same_keys, tuple) else (same_keys,)
                 extra = {"same_keys_error": float(np.abs(got - _flat(same_keys)).max()),
                          "flipped_rows": forced.flipped_rows, "unexplained_keys": forced.unexplained_keys}

@@ -14,6 +14,7 @@ share of the machine's peak a transform reaches.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import multiprocessing
 import os
@@ -101,15 +102,16 @@ def run_benchmark(contestants: list[Contestant], images: list[Path], rounds: int
     """Run every contestant on every image ``rounds`` times; returns the report (see the module docstring)."""
     peak = matmul_gmacs()
     context = multiprocessing.get_context("spawn")
-    workers = []
-    for contestant in contestants:
-        parent, child = context.Pipe()
-        start = time.perf_counter()
-        process = context.Process(target=_serve, args=(child, contestant, images, quality), daemon=True)
-        process.start()
-        ready = _receive(parent, contestant)
-        workers.append((contestant, parent, process, {**ready, "start_s": time.perf_counter() - start}))
+    workers, processes = [], []
     try:
+        for contestant in contestants:
+            parent, child = context.Pipe()
+            start = time.perf_counter()
+            process = context.Process(target=_serve, args=(child, contestant, images, quality), daemon=True)
+            process.start()
+            processes.append((parent, process))
+            ready = _receive(parent, contestant)
+            workers.append((contestant, parent, process, {**ready, "start_s": time.perf_counter() - start}))
         for contestant, connection, _, facts in workers:  # each pays its sessions' first load here
             connection.send(("first", 0))
             facts["first_image_s"] = _receive(connection, contestant)["seconds"]
@@ -126,8 +128,8 @@ def run_benchmark(contestants: list[Contestant], images: list[Path], rounds: int
             connection.send(("peak", 0))
             facts["peak_rss_mib"] = _receive(connection, contestant)["peak_rss_mib"]
     finally:
-        for _, connection, process, _ in workers:
-            if process.is_alive():
+        for connection, process in processes:
+            with contextlib.suppress(OSError):  # a process that ended has closed its end
                 connection.send(None)
             process.join(timeout=30)
     results = [_summary(contestant, facts, [samples[contestant, i] for i in range(len(images))], peak)

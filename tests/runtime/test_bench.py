@@ -30,6 +30,9 @@ def test_bench_reports_each_backend_side_by_side(tiny_bundle, tmp_path, capsys):
     assert "× torch" in capsys.readouterr().out
 
 
-def test_bench_names_a_missing_image_in_one_line(tmp_path, capsys):
+def test_bench_names_a_missing_image_or_bundle_in_one_line(tmp_path, capsys):
     assert main(["bench", str(tmp_path / "missing.png"), "--backend", "onnxruntime"]) == 1
     assert capsys.readouterr().err.strip().count("\n") == 0
+    assert main(["bench", str(IMAGE), "--bundle", str(tmp_path), "--backend", "onnxruntime"]) == 1
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0 and f"{tmp_path.name} / onnxruntime" in error
