@@ -196,12 +196,11 @@ def _upsample_to_tokens(upsample: nn.Sequential, x: torch.Tensor) -> tuple[torch
 
     The convolution's output channels are reordered (a constant expression of
     its weights) so that, channels last, each input pixel's r×r sub-pixels
-    are whole C-channel vectors: the shuffle then moves rows of C floats, not
-    single floats, and the change to channels last folds into ONNX Runtime's
-    output reorder.
+    are whole C-channel vectors: the one transpose then moves rows of C
+    floats, not single floats.
     """
-    conv, factor = upsample
-    factor = factor.upscale_factor
+    conv, shuffle = upsample
+    factor = shuffle.upscale_factor
     channels = conv.out_channels // factor**2
     weight = conv.weight.unflatten(0, (channels, factor**2)).transpose(0, 1).flatten(0, 1)
     bias = conv.bias.unflatten(0, (channels, factor**2)).transpose(0, 1).flatten()

@@ -187,7 +187,7 @@ DEFAULT_ENGINE_CACHE = Path("~/.cache/licrt/engines")
 
 
 def engine_cache() -> Path:
-    """The folder of compiled graphs: TensorRT plans, OpenVINO blobs (one subfolder each)."""
+    """The folder of compiled graphs: TensorRT's plans, and OpenVINO's blobs under ``openvino/``."""
     return Path(os.environ.get("LICRT_ENGINE_CACHE", DEFAULT_ENGINE_CACHE)).expanduser()
 
 
