@@ -261,23 +261,43 @@ def _speedups(results: list[dict]) -> dict:
 
 
 def table(report: dict) -> str:
-    """The report as a table for the terminal."""
-    lines = [f"{len(report['images'])} images × {report['rounds']} rounds (medians); "
+    """The report as tables for the terminal: times are ms per image (medians over the rounds)."""
+    rows = report["contestants"]
+    labels = [f"{row['bundle']} / {row['backend']}" for row in rows]
+    width = max(len(label) for label in (*labels, "ms per image by stage"))
+    lines = [f"{len(report['images'])} images × {report['rounds']} rounds (medians), ms per image; "
              f"float32 matmul here: {report['matmul_gmacs']:.0f} GMAC/s",
-             f"{'bundle / backend':34} {'start':>6} {'1st run':>7} {'compress':>9} {'decompress':>10} "
-             f"{'other c/d':>11} {'peak':>8}  g_a / g_s of peak"]
-    for row in report["contestants"]:
-        total = row["total"]
+             f"{'bundle / backend':{width}} {'start':>6} {'1st run':>7} {'compress':>9} {'decompress':>10} "
+             f"{'peak':>8}  g_a / g_s of peak"]
+    for label, row in zip(labels, rows, strict=True):
+        count = len(row["per_image"])
         shares = " / ".join(f"{row['transforms'][s]['share_of_matmul_peak']:.0%}" if s in row["transforms"] else "–"
                             for s in TRANSFORMS)
-        label = f"{row['bundle']} / {row['backend']}"
-        lines.append(f"{label:34} {row['start_s']:5.2f}s {row['first_run_cost_s']:6.2f}s "
-                     f"{total['compress']['ms']:7.0f}ms {total['decompress']['ms']:8.0f}ms "
-                     f"{total['compress']['other_ms']:5.0f}/{total['decompress']['other_ms']:<5.0f} "
+        lines.append(f"{label:{width}} {row['start_s']:5.2f}s {row['first_run_cost_s']:6.2f}s "
+                     f"{row['total']['compress']['ms'] / count:9.0f} {row['total']['decompress']['ms'] / count:10.0f} "
                      f"{row['peak_rss_mib']:5.0f}MiB  {shares}")
     for label, speedup in report["speedup_vs_torch"].items():
         lines.append(f"{label}: {speedup['compress']:.2f}× torch compress, {speedup['decompress']:.2f}× decompress")
+    lines.append(f"\n{'ms per image by stage':{width}} {'g_a':>6} {'hyper':>6} {'context':>7} {'other':>6} |"
+                 f" {'hyper':>6} {'context':>7} {'g_s':>6} {'other':>6}")
+    for label, row in zip(labels, rows, strict=True):
+        compress, decompress = (_stage_groups(row, direction) for direction in ("compress", "decompress"))
+        lines.append(f"{label:{width}} {compress['g_a']:6.0f} {compress['hyper']:6.0f} {compress['context']:7.0f} "
+                     f"{compress['other']:6.0f} | {decompress['hyper']:6.0f} {decompress['context']:7.0f} "
+                     f"{decompress['g_s']:6.0f} {decompress['other']:6.0f}")
     return "\n".join(lines)
+
+
+def _stage_groups(row: dict, direction: str) -> dict[str, float]:
+    """Mean ms per image of a contestant's transforms, hyper transforms, context passes and the rest."""
+    images = row["per_image"]
+    groups = defaultdict(float)
+    for image in images:
+        for stage, ms in image[direction]["stages_ms"].items():
+            group = stage if stage in TRANSFORMS else "hyper" if stage in ("h_a", "h_s") else "context"
+            groups[group] += ms / len(images)
+        groups["other"] += image[direction]["other_ms"] / len(images)
+    return groups
 
 
 def machine() -> dict:
