@@ -1,7 +1,8 @@
 """``licrt bench``: how fast bundles compress and decompress on each backend, side by side in one run.
 
 Each (bundle, backend) pair is a *contestant* in a process of its own, so that
-its start-up cost and peak memory are its own. The contestants take the same
+its start-up cost and peak memory are its own. Once each has coded one image
+of every bucket untimed (loading its graphs), the contestants take the same
 images in turn, one at a time, round after round with the order rotating,
 so that whatever else the machine does weighs on all of them alike; times
 are medians over the rounds. Per image a contestant reports compress and
@@ -19,7 +20,6 @@ import math
 import multiprocessing
 import os
 import platform
-import resource
 import statistics
 import sys
 import time
@@ -208,6 +208,11 @@ def _serve(connection, contestant: Contestant, images: list[Path], quality: int 
 
 
 def _peak_rss_mib() -> float:
+    """This process's peak resident memory (NaN where the platform does not say, as on Windows)."""
+    try:
+        import resource
+    except ImportError:
+        return math.nan
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB elsewhere
 
