@@ -29,7 +29,6 @@ from licrt.plugins.topk_attention.torch_op import selections_forced
 from licrt.runtime.backends.onnxruntime import OnnxRuntimeBackend
 from licrt.runtime.bundle import Bundle
 from licrt.runtime.errors import ExportError
-from licrt.runtime.manifest import StageGraph
 
 TOLERANCE = 1e-4
 #: Keys chosen differently must have logits this close to their row's k-th (relative, at least absolute): far
@@ -92,11 +91,11 @@ def verify_bundle(bundle: Bundle, references: dict[tuple[str, str], dict[str, tu
             error = np.abs(_flat(results[name] for name in outputs) - expected)
             magnitude = max(float(np.abs(_numpy(t)).max()) for t in outputs.values() if t.numel())
             tolerance = TOLERANCE * max(1.0, magnitude)
-            nodes = onnx.load(str(bundle.path(graph.file)), load_external_data=False).graph.node
-            has_topk = any(n.domain == DOMAIN or n.op_type == "TopK" for n in nodes)
+            model = onnx.load(str(bundle.path(graph.file)), load_external_data=False)
+            has_topk = any(n.domain == DOMAIN or n.op_type == "TopK" for n in model.graph.node)
             extra = {}
             if has_topk and error.max() > tolerance:
-                got, kept = _run_with_selections(backend, bundle, graph, feed, list(outputs))
+                got, kept = _run_with_selections(backend, bundle, model, feed, list(outputs))
                 try:
                     with selections_forced([torch.from_numpy(k) for k in kept], TIE_MARGIN) as forced:
                         with torch.no_grad():
@@ -114,11 +113,11 @@ def verify_bundle(bundle: Bundle, references: dict[tuple[str, str], dict[str, tu
     return checks
 
 
-def _run_with_selections(backend: OnnxRuntimeBackend, bundle: Bundle, graph: StageGraph,
+def _run_with_selections(backend: OnnxRuntimeBackend, bundle: Bundle, graph: onnx.ModelProto,
                          feed: dict[str, np.ndarray], outputs: list[str]) -> tuple[np.ndarray, list[np.ndarray]]:
     """The graph's outputs (flattened) and, per top-k node in node order, the mask of the keys it keeps:
     those whose logit is at least the k-th largest, as the op defines."""
-    model = inliner.inline_local_functions(onnx.load(str(bundle.path(graph.file)), load_external_data=False))
+    model = inliner.inline_local_functions(graph)
     watched = []
     for node in (n for n in model.graph.node if n.op_type == "TopK"):
         watched += [node.input[0], node.output[0]]

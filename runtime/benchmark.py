@@ -48,8 +48,12 @@ class Contestant:
     backend: str
 
     @property
+    def bundle_name(self) -> str:
+        return "default" if self.bundle is None else self.bundle.name
+
+    @property
     def label(self) -> str:
-        return f"{'default' if self.bundle is None else self.bundle.name} / {self.backend}"
+        return f"{self.bundle_name} / {self.backend}"
 
 
 class StageClock:
@@ -173,6 +177,8 @@ def _serve(connection, contestant: Contestant, images: list[Path], quality: int 
     except (LicrtError, OSError) as exc:
         connection.send({"error": str(exc)})
         return
+    buckets = [choose_grid(*image.shape[:2], bundle.bucket_shapes) for image in pixels]
+
     def run(index: int) -> dict:
         start = time.perf_counter()
         data = codec.compress(pixels[index], quality=quality)
@@ -186,7 +192,6 @@ def _serve(connection, contestant: Contestant, images: list[Path], quality: int 
                 "pixels": pixels[index].shape[0] * pixels[index].shape[1], "compress": compress,
                 "decompress": decompress}
 
-    buckets = [choose_grid(*image.shape[:2], bundle.bucket_shapes) for image in pixels]
     while (request := connection.recv()) is not None:
         command, index = request
         if command == "peak":
@@ -238,12 +243,10 @@ def _summary(contestant: Contestant, facts: dict, samples: list[list[dict]], pea
         totals[direction] = {"ms": ms, "megapixels_per_s": pixels / ms / 1e3,
                              "other_ms": sum(row[direction]["other_ms"] for row in per_image)}
     first_warm = per_image[0]["compress"]["ms"] + per_image[0]["decompress"]["ms"]
-    summary = {"bundle": "default" if contestant.bundle is None else contestant.bundle.name,
-               "backend": contestant.backend, "profile": facts["profile"], "start_s": facts["start_s"],
-               "first_run_cost_s": facts["first_image_s"] - first_warm / 1e3,
-               "peak_rss_mib": facts["peak_rss_mib"], "total": totals, "per_image": per_image}
-    summary["transforms"] = _transform_efficiency(contestant, per_image, peak)
-    return summary
+    return {"bundle": contestant.bundle_name, "backend": contestant.backend, "profile": facts["profile"],
+            "start_s": facts["start_s"], "first_run_cost_s": facts["first_image_s"] - first_warm / 1e3,
+            "peak_rss_mib": facts["peak_rss_mib"], "total": totals, "per_image": per_image,
+            "transforms": _transform_efficiency(contestant, per_image, peak)}
 
 
 def _transform_efficiency(contestant: Contestant, per_image: list[dict], peak: float) -> dict:
@@ -271,7 +274,7 @@ def _speedups(results: list[dict]) -> dict:
     for row in results:
         if row["bundle"] in reference and row["backend"] != "torch":
             torch_row = reference[row["bundle"]]
-            speedups[f"{row['bundle']} / {row['backend']}"] = {
+            speedups[_label(row)] = {
                 direction: torch_row["total"][direction]["ms"] / row["total"][direction]["ms"]
                 for direction in ("compress", "decompress")}
     return speedups
@@ -280,7 +283,7 @@ def _speedups(results: list[dict]) -> dict:
 def table(report: dict) -> str:
     """The report as tables for the terminal: times are ms per image (medians over the rounds)."""
     rows = report["contestants"]
-    labels = [f"{row['bundle']} / {row['backend']}" for row in rows]
+    labels = [_label(row) for row in rows]
     width = max(len(label) for label in (*labels, "ms per image by stage"))
     lines = [f"{len(report['images'])} images × {report['rounds']} rounds (medians), ms per image; "
              f"float32 matmul here: {report['matmul_gmacs']:.0f} GMAC/s",
@@ -303,6 +306,11 @@ def table(report: dict) -> str:
                      f"{compress['other']:6.0f} | {decompress['hyper']:6.0f} {decompress['context']:7.0f} "
                      f"{decompress['g_s']:6.0f} {decompress['other']:6.0f}")
     return "\n".join(lines)
+
+
+def _label(row: dict) -> str:
+    """A contestant's name in a report, as :attr:`Contestant.label` gives it."""
+    return f"{row['bundle']} / {row['backend']}"
 
 
 def _stage_groups(row: dict, direction: str) -> dict[str, float]:
