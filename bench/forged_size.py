@@ -37,7 +37,7 @@ SIDES = {"200000x200000": 200_000, "16384x16384": 2**14}
 def forged_file(codec: Codec, side: int) -> bytes:
     grid = choose_grid(side, side, codec.bundle.bucket_shapes)
     passes = 1 + len(codec.bundle.manifest.schedule.steps)
-    header = Header(codec.bundle.fingerprint, codec.backend.profile, side, side, grid.bucket, grid.rows, grid.cols,
+    header = Header(codec.bundle.contract, codec.backend.profile, side, side, grid.bucket, grid.rows, grid.cols,
                     passes)
     section = TileSection(bytes(4), (0,) * passes)
     return Container(header, (section,) * (grid.rows * grid.cols)).to_bytes()

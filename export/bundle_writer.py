@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -18,16 +16,18 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from licrt.runtime.bundle import MANIFEST, Bundle, sha256_file
+from licrt.runtime.bundle import MANIFEST, Bundle
 from licrt.runtime.errors import ExportError
-from licrt.runtime.manifest import (GUARD_EPSILON, GUARD_MARGIN, LEVEL_NAME, MAX_GUARD_EPSILON, Bucket, Level,
-                                    Manifest, StageGraph, TensorSpec)
+from licrt.runtime.manifest import (FREE_STAGES, GUARD_EPSILON, GUARD_MARGIN, LEVEL_NAME, MAX_GUARD_EPSILON, Bucket,
+                                    Level, Manifest, StageGraph, TensorSpec)
 
 from .checkpoint import GRAPH_PREFIX
 from .entropy_models import fraction_bins, gaussian_tables
-from .graphs import HALF_SUFFIX, WeightStore, export_graph, save_graph
+from .graphs import export_graph
+from .staging import digest_files, staged_directory
 from .hyperprior import HyperpriorCodec
 from .verify import StageCheck, verify_bundle
+from .weights import HALF_SUFFIX, WeightStore, save_graph
 
 
 
@@ -98,12 +98,7 @@ def write_bundle(
     check_shapes(shapes, models[0].stride)
     if not 0 <= guard_epsilon <= MAX_GUARD_EPSILON:
         raise ExportError(f"guard epsilon {guard_epsilon:g} is outside [0, {MAX_GUARD_EPSILON:g}]")
-    out = Path(out)
-    if out.exists() and not force:
-        raise ExportError(f"{out} already exists; choose another --out or pass --force")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with staged_directory(out, force) as staging:
         manifest, checks = _write({name: model.eval() for name, model in levels.items()}, shapes, staging,
                                   progress, guard_epsilon)
         failed = [c for c in checks if not c.passed]
@@ -113,13 +108,6 @@ def write_bundle(
                                    f"{c.unexplained_keys} keys chosen differently without a near-tie)"
                                    if c.has_topk else ")") for c in failed)
             raise ExportError(f"ONNX Runtime disagrees with PyTorch beyond tolerance: {details}")
-        staging.chmod(0o755)  # mkdtemp makes it private
-        if out.exists():
-            shutil.rmtree(out)
-        staging.rename(out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return manifest, checks
 
 
@@ -140,7 +128,10 @@ def _write(levels: dict[str, HyperpriorCodec], shapes, root: Path, progress: boo
     level_entries = [Level(name, f"levels/{name}") for name in levels]
     for level in level_entries:
         (root / level.directory).mkdir(parents=True)
-    store = WeightStore([root / level.weights for level in level_entries])
+    # The free stages' weights apart from the entropy path's: bundles calibrated from this one replace the
+    # first and keep the second, and with it the coding contract.
+    transform_store = WeightStore([root / level.transform_weights for level in level_entries])
+    entropy_store = WeightStore([root / level.entropy_weights for level in level_entries])
     models = list(levels.values())
     model = models[0]
     modules = [m.stage_modules(exported=True) for m in models]
@@ -157,6 +148,7 @@ def _write(levels: dict[str, HyperpriorCodec], shapes, root: Path, progress: boo
                 relative = f"stages/{name}.{height}x{width}.onnx"
                 graphs = [export_graph(stage_modules[name], level_recorded[name][0], list(outputs))
                           for stage_modules, level_recorded in zip(modules, recorded, strict=True)]
+                store = transform_store if name in FREE_STAGES else entropy_store
                 written = save_graph(graphs, root / relative, store)
                 if not buckets:
                     in_graphs.update(tensor.name for tensor in written.graph.initializer)
@@ -174,11 +166,7 @@ def _write(levels: dict[str, HyperpriorCodec], shapes, root: Path, progress: boo
                                              for key, value in level_model.state_dict().items() if key not in held})
     bins = fraction_bins(model.scale_table) if model.y_quantization == "integer" else None
     np.savez(root / "entropy" / "y.npz", **gaussian_tables(model.scale_table, bins))
-    files = {
-        path.relative_to(root).as_posix(): sha256_file(path)
-        for path in sorted(root.rglob("*"))
-        if path.is_file()
-    }
+    files = digest_files(root)
     manifest = Manifest(
         codec=model.codec_id,
         config=dataclasses.asdict(model.config),
@@ -190,7 +178,7 @@ def _write(levels: dict[str, HyperpriorCodec], shapes, root: Path, progress: boo
         default_level=(len(level_entries) - 1) // 2,
         y_tables="entropy/y.npz",
         y_quantization=model.y_quantization,
-        precision="fp32",
+        precision={},
         files=files,
         rounding=model.rounding,
         symbol_range=model.symbol_range,

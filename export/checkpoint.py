@@ -23,17 +23,15 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
-import onnx
 import torch
 from onnx import numpy_helper
-from onnx.external_data_helper import load_external_data_for_model
 
 from licrt.runtime.archives import ZIP_ERRORS, open_zip
 from licrt.runtime.bundle import Bundle
 from licrt.runtime.errors import ExportError
 
 from . import registry
-from .graphs import HALF_SUFFIX
+from .weights import HALF_SUFFIX, load_graph
 
 FORMAT = "licrt-checkpoint"
 #: Stage modules hold the codec under this name, and the exporter keeps it in initializer names.
@@ -151,8 +149,7 @@ def parameters_in_graphs(bundle: Bundle) -> dict[str, np.ndarray]:
     """The model parameters a bundle's stage graphs hold by name, at the bundle's quality level."""
     held = {}
     for graph in bundle.manifest.buckets[0].stages.values():
-        model = onnx.load(str(bundle.path(graph.file)), load_external_data=False)
-        load_external_data_for_model(model, str(bundle.weights_folder))
+        model = load_graph(bundle, graph)
         for tensor in model.graph.initializer:
             if tensor.name.startswith(GRAPH_PREFIX):
                 held[tensor.name.removeprefix(GRAPH_PREFIX).removesuffix(HALF_SUFFIX)] = numpy_helper.to_array(tensor)

@@ -105,6 +105,9 @@ class Bundle:
         #: 8 bytes of the sha256 of manifest.json, which lists the sha256 of
         #: every other file: any change to the bundle changes it.
         self.fingerprint = fingerprint
+        #: What a file needs of the bundle that decodes it (:meth:`Manifest.coding_contract`): bundles
+        #: that differ only in their free stages, e.g. calibrated to INT8, share it.
+        self.contract = manifest.coding_contract()
         self.y_tables, scale_table = load_tables(self.path(manifest.y_tables))
         if scale_table is None:
             raise BundleError(f"{manifest.y_tables} has no scale table")
@@ -152,8 +155,14 @@ class Bundle:
 
     @property
     def weights_folder(self) -> Path:
-        """The real folder of this level's weights file, where the stage graphs' external data is found."""
-        return self.path(self.manifest.levels[self.level].weights).parent
+        """The real folder of this level, where the stage graphs find the weights files they name."""
+        return self.path(self.manifest.levels[self.level].directory)
+
+    @property
+    def weight_files(self) -> dict[str, Path]:
+        """This level's weights files: the real path by the name the graphs give it."""
+        level = self.manifest.levels[self.level]
+        return {PurePosixPath(relative).name: self.path(relative) for relative in level.weights}
 
     @classmethod
     def open(cls, path: str | Path) -> Bundle:

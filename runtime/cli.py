@@ -90,16 +90,16 @@ def info(args) -> None:
             ("image", f"{header.width}x{header.height} {'gray' if header.gray else 'RGB'}"
                       + (f", ICC profile {len(header.icc_profile):,} bytes" if header.icc_profile else "")),
             ("tiles", f"{header.tile_rows}x{header.tile_cols} (bucket {header.bucket})"),
-            ("bundle", header.bundle_fingerprint.hex()),
+            ("coding contract", header.contract.hex()),
             ("encoder profile", header.profile),
         ]
     codec = _open_codec(args)
-    own_bundle = codec.bundle.fingerprint == header.bundle_fingerprint
+    decodes = codec.bundle.contract == header.contract
     level = (f" of {len(codec.qualities)}: {codec.qualities[header.level]}"
-             if own_bundle and header.level < len(codec.qualities) else "")
+             if decodes and header.level < len(codec.qualities) else "")
     rows.insert(-1, ("quality level", f"{header.level + 1}{level}"))
-    if not own_bundle:
-        rows.append(("estimate", f"unavailable: {codec.bundle.root} is not this file's bundle"))
+    if not decodes:
+        rows.append(("estimate", f"unavailable: {codec.bundle.root} has another coding contract"))
     else:
         report = codec.inspect(args.input)
         manifest = codec.bundle.manifest

@@ -159,7 +159,7 @@ class Codec:
                 coded = coder.encode(x)
                 sections.append(TileSection(coded.payload, coded.digests))
         header = Header(
-            bundle_fingerprint=self.bundle.fingerprint,
+            contract=self.bundle.contract,
             profile=self.backend.profile + ("" if self.guard else UNGUARDED),
             height=height,
             width=width,
@@ -190,7 +190,7 @@ class Codec:
 
         Raises:
             BitstreamError: the data is truncated, corrupted, not a licrt file,
-                made with another bundle, or decodes differently from how it was
+                made with a bundle of another coding contract, or decodes differently from how it was
                 encoded (another backend computed other floats).
             LimitError: the file's image is over the limits (checked from its
                 header, before anything else is read).
@@ -232,10 +232,11 @@ class Codec:
                 inconsistent with this bundle.
             LimitError: its image is over the limits.
         """
-        if header.bundle_fingerprint != self.bundle.fingerprint:
+        if header.contract != self.bundle.contract:
             raise BitstreamError(
-                f"the file was made with another bundle (fingerprint {header.bundle_fingerprint.hex()}; "
-                f"this bundle is {self.bundle.fingerprint.hex()})"
+                f"the file was made with a bundle whose entropy coding differs from this one's (coding contract "
+                f"{header.contract.hex()}; this bundle's is {self.bundle.contract.hex()}): decode it with the "
+                "bundle that made it, or one calibrated from it"
             )
         passes = 1 + len(self.bundle.manifest.schedule.steps)
         if header.passes != passes:

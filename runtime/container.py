@@ -1,12 +1,13 @@
-"""The licrt bitstream container, format version 4.
+"""The licrt bitstream container, format version 5.
 
 Byte layout (integers big-endian)::
 
     offset  size  field
     0       8     magic  89 'L' 'I' 'C' 0D 0A 1A 0A  (PNG-style: catches text-mode
                   transfers and truncation to 7 bits)
-    8       1     container format version (4)
-    9       8     bundle fingerprint (the bundle a file can only be decoded with)
+    8       1     container format version (5)
+    9       8     coding contract: what the decoding bundle must share with the
+                  encoder's (see licrt.runtime.manifest.Manifest.coding_contract)
     17      1     quality level: index into the bundle's levels (weights and tables)
     18      4     original image height
     22      4     original image width
@@ -46,7 +47,7 @@ wrong image; instead it stops with an error naming the pass and both
 profiles. The profile is there for that message; it does not decide whether
 a file decodes.
 
-Files of formats 1 to 3 are refused with a message that says which licrt
+Files of formats 1 to 4 are refused with a message that says which licrt
 reads them.
 
 Every read is bounds-checked; any inconsistency raises :class:`BitstreamError`.
@@ -66,8 +67,10 @@ MAGIC = b"\x89LIC\r\n\x1a\n"
 #: Earlier formats, and what reads them.
 _READ_BY = {1: "format 2 binds every tile to its place; decode it with licrt 0.1",
             2: "format 3 decodes on any backend; decode it with licrt 0.2",
-            3: "format 4 records the quality level, gray images and ICC profiles; decode it with licrt 0.3"}
-VERSION = 4
+            3: "format 4 records the quality level, gray images and ICC profiles; decode it with licrt 0.3",
+            4: "format 5 names the coding contract, so that bundles calibrated from one another decode each "
+               "other's files; decode it with licrt 0.4"}
+VERSION = 5
 _FIELDS = struct.Struct(">8sB8sBIIBHHBBBI")
 _U32 = struct.Struct(">I")
 #: The longest profile a header can hold (its length is one byte).
@@ -103,7 +106,8 @@ def section_framing(passes: int) -> int:
 class Header:
     """What a file says about itself before its tiles."""
 
-    bundle_fingerprint: bytes
+    #: The encoder's bundle's :meth:`~licrt.runtime.manifest.Manifest.coding_contract`.
+    contract: bytes
     #: The encoder's backend profile (see :attr:`licrt.runtime.backends.Backend.profile`).
     profile: str
     height: int
@@ -141,7 +145,7 @@ class Header:
                              f"({MAX_ICC_PROFILE:,})")
         if self.colour not in (RGB, GRAY):
             raise ValueError(f"colour {self.colour} is neither RGB ({RGB}) nor gray ({GRAY})")
-        fields = _FIELDS.pack(MAGIC, VERSION, self.bundle_fingerprint, self.level, self.height, self.width,
+        fields = _FIELDS.pack(MAGIC, VERSION, self.contract, self.level, self.height, self.width,
                               self.bucket, self.tile_rows, self.tile_cols, self.passes, self.colour, len(profile),
                               len(self.icc_profile)) + profile + self.icc_profile
         return fields + _U32.pack(zlib.crc32(fields))
@@ -168,7 +172,7 @@ class Header:
             raise BitstreamError(f"container format {version} is not supported (this licrt reads {VERSION})")
         if len(data) < _FIELDS.size:
             raise BitstreamError("the file is truncated inside its header")
-        (_, _, bundle_fp, level, height, width, bucket, rows, cols, passes, colour, profile_length,
+        (_, _, contract, level, height, width, bucket, rows, cols, passes, colour, profile_length,
          icc_length) = _FIELDS.unpack_from(data)
         if icc_length > MAX_ICC_PROFILE:
             raise BitstreamError(f"the file header is corrupted (it claims an ICC profile of {icc_length:,} bytes, "
@@ -186,7 +190,7 @@ class Header:
             raise BitstreamError(f"the file header is malformed (colour {colour} is neither RGB nor gray)")
         if min(height, width, rows, cols, passes) == 0:
             raise BitstreamError("the file header describes an empty image")
-        return cls(bundle_fp, profile.decode(), height, width, bucket, rows, cols, passes, level, colour,
+        return cls(contract, profile.decode(), height, width, bucket, rows, cols, passes, level, colour,
                    bytes(data[_FIELDS.size + profile_length : end]))
 
 

@@ -4,9 +4,11 @@ A bundle is a directory::
 
     manifest.json              this file's content, described by :class:`Manifest`
     stages/*.onnx              static-shape stage graphs, one set per shape bucket
-    levels/NAME/weights.bin    the graphs' weights at one quality level, stored
-                               once for all buckets, at the same offsets in every
-                               level (so all levels share the graphs)
+    levels/NAME/transforms.bin the weights of g_a, h_a and g_s at one quality
+                               level, stored once for all buckets, at the same
+                               offsets in every level (so all levels share the graphs)
+    levels/NAME/entropy.bin    the same for the entropy-parameter path: h_s and
+                               the context steps
     levels/NAME/z.npz          the level's ẑ coding tables
     levels/NAME/params.npz     the level's model parameters that no graph holds by
                                name (with the graphs' named weights, the PyTorch
@@ -27,6 +29,7 @@ never needs to know which codec it runs.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -39,10 +42,15 @@ from .schedule import (ENTROPY_PARAMETERS, NAME, RASTER_POSITION, RASTER_ROW_IND
                        CodingSchedule)
 
 FORMAT = "licrt-bundle"
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 
 #: Graphs every bucket has besides one graph per context step.
 TRANSFORM_STAGES = ("g_a", "h_a", "h_s", "g_s")
+#: Stages whose floats decide no symbol: g_a and h_a run on the encoder only
+#: and their outputs are coded, g_s runs once the symbols are decoded. They may
+#: differ between bundles that decode each other's files (another precision);
+#: the entropy-parameter path, h_s and the context steps, may not.
+FREE_STAGES = ("g_a", "h_a", "g_s")
 PADDING_MODES = ("replicate", "constant")
 PADDING_ANCHORS = ("top-left", "center")
 #: How ŷ relates to its symbols. ``mean-shift``: ŷ = round(y − μ) + μ, the
@@ -51,7 +59,8 @@ PADDING_ANCHORS = ("top-left", "center")
 Y_QUANTIZATIONS = ("mean-shift", "integer")
 #: Rounding of ẑ (and of ŷ with ``integer``): numpy's rint, or ⌊x + ½⌋.
 ROUNDINGS = ("half-even", "half-up")
-PRECISIONS = ("fp32",)
+#: Precisions a stage graph may compute in (float32 unless the manifest names another).
+PRECISIONS = ("fp32", "fp16", "int8")
 #: A mean-shift codec's mean grid is 2⁻ᵏ for k in this range (a power of two keeps μ/step exact).
 MEAN_STEP_EXPONENTS = range(0, 11)
 #: The guard (see :mod:`licrt.runtime.guard`): ε, the relative difference
@@ -84,8 +93,9 @@ MAX_FILES = 4096
 FILE_PATH = r"[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*"
 SHA256 = r"[0-9a-f]{64}"
 LEVEL_NAME = r"[A-Za-z0-9_.-]{1,32}"
-#: The files of a quality level, in its directory; the graphs name the weights file.
-LEVEL_WEIGHTS, LEVEL_Z_TABLES, LEVEL_PARAMETERS = "weights.bin", "z.npz", "params.npz"
+#: The files of a quality level, in its directory; the graphs name their weights file.
+LEVEL_TRANSFORM_WEIGHTS, LEVEL_ENTROPY_WEIGHTS = "transforms.bin", "entropy.bin"
+LEVEL_Z_TABLES, LEVEL_PARAMETERS = "z.npz", "params.npz"
 CODEC_ID = r"[A-Za-z0-9_.-]{1,64}"
 
 
@@ -179,8 +189,18 @@ class Level:
     directory: str
 
     @property
-    def weights(self) -> str:
-        return f"{self.directory}/{LEVEL_WEIGHTS}"
+    def transform_weights(self) -> str:
+        """Weights of the free stages (:data:`FREE_STAGES`)."""
+        return f"{self.directory}/{LEVEL_TRANSFORM_WEIGHTS}"
+
+    @property
+    def entropy_weights(self) -> str:
+        """Weights of the entropy-parameter path: h_s and the context steps."""
+        return f"{self.directory}/{LEVEL_ENTROPY_WEIGHTS}"
+
+    @property
+    def weights(self) -> tuple[str, str]:
+        return self.transform_weights, self.entropy_weights
 
     @property
     def z_tables(self) -> str:
@@ -221,7 +241,8 @@ class Manifest:
         default_level: Index of the level used when none is asked for.
         y_tables: Path of the ŷ entropy tables inside the bundle.
         y_quantization: One of :data:`Y_QUANTIZATIONS`.
-        precision: Numeric precision of the graphs (``fp32``).
+        precision: The stages that compute in another precision than float32, by name (e.g. ``int8`` for
+            g_a and g_s in a calibrated bundle).
         files: sha256 of every file in the bundle, by relative path.
         rounding: One of :data:`ROUNDINGS`.
         symbol_range: (low, high) that ẑ and ŷ are clamped to, if any.
@@ -240,7 +261,7 @@ class Manifest:
     default_level: int
     y_tables: str
     y_quantization: str
-    precision: str
+    precision: dict[str, str]
     files: dict[str, str]
     rounding: str = "half-even"
     symbol_range: tuple[int, int] | None = None
@@ -252,6 +273,30 @@ class Manifest:
     def guard_tolerance(self) -> float:
         """The guard's band around every decision boundary, relative."""
         return self.guard_epsilon * self.guard_margin
+
+    def coding_contract(self) -> bytes:
+        """8 bytes naming everything that decides how a file's symbols are coded: the bucket shapes and padding,
+        the schedule, quantisation, rounding and guard, the ẑ and ŷ tables, and the entropy-parameter path's
+        graphs and weights at every level (by their sha256 in :attr:`files`).
+
+        A file records its encoder's contract; any bundle with the same contract
+        decodes it, whatever its free stages (:data:`FREE_STAGES`) compute in.
+        """
+        coded = self.to_json()
+        entropy = {**coded["entropy"], "y": {**coded["entropy"]["y"], "tables": self.files[self.y_tables]}}
+        terms = {
+            "codec": self.codec,
+            "image": coded["image"],
+            "schedule": coded["schedule"],
+            "entropy": entropy,
+            "levels": [[level.name, self.files[level.z_tables], self.files[level.entropy_weights]]
+                       for level in self.levels],
+            "buckets": [[bucket.height, bucket.width,
+                         {name: {**graph.to_json(), "file": self.files[graph.file]}
+                          for name, graph in bucket.stages.items() if name not in FREE_STAGES}]
+                        for bucket in self.buckets],
+        }
+        return hashlib.sha256(json.dumps(terms, sort_keys=True).encode()).digest()[:8]
 
     def to_json(self) -> dict:
         return {
@@ -272,7 +317,7 @@ class Manifest:
                 "rounding": self.rounding,
                 "symbol_range": list(self.symbol_range) if self.symbol_range else None,
             },
-            "precision": self.precision,
+            "precision": dict(sorted(self.precision.items())),
             "files": dict(sorted(self.files.items())),
         }
 
@@ -322,7 +367,8 @@ class Manifest:
             default_level=root["default_level"].int(0, len(levels) - 1),
             y_tables=entropy["y"]["tables"].str(FILE_PATH),
             y_quantization=entropy["y"]["quantization"].str(choices=Y_QUANTIZATIONS),
-            precision=root["precision"].str(choices=PRECISIONS),
+            precision={stage: value.str(choices=PRECISIONS)
+                       for stage, value in root["precision"].items(MAX_STAGES)},
             files={path: digest.str(SHA256) for path, digest in root["files"].items(MAX_FILES)},
             rounding=entropy.get("rounding", "half-even").str(choices=ROUNDINGS),
             symbol_range=symbol_range,
@@ -348,11 +394,13 @@ class Manifest:
         names = [level.name for level in self.levels]
         if len(set(names)) != len(names) or len({level.directory for level in self.levels}) != len(names):
             raise BundleError("manifest.json: two quality levels share a name or a directory")
-        level_files = (p for level in self.levels for p in (level.weights, level.z_tables, level.parameters))
+        level_files = (p for level in self.levels for p in (*level.weights, level.z_tables, level.parameters))
         for path in (self.y_tables, *level_files):
             if path not in self.files:
                 raise BundleError(f"manifest.json: {path} is not listed in files")
         stage_names = set(TRANSFORM_STAGES) | {s.name for s in self.schedule.steps}
+        for name in sorted(set(self.precision) - stage_names):
+            raise BundleError(f"manifest.json: precision names {name[:64]!r}, which is not a stage")
         for bucket in self.buckets:
             for name in sorted(set(bucket.stages) ^ stage_names):
                 what = "has an unexpected stage" if name in bucket.stages else "lacks the stage"

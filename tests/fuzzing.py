@@ -39,7 +39,7 @@ from .helpers import load_image, tiny_model
 
 RAW = ("flip", "overwrite", "insert", "delete", "truncate", "swap-tiles", "splice-tile", "splice-halves")
 FORGED = ("header", "tile-count", "payload-word", "payload-append", "payload-drop", "digest", "payload-from-other")
-HEADER_FIELDS = ("height", "width", "bucket", "tile_rows", "tile_cols", "passes", "profile", "bundle_fingerprint")
+HEADER_FIELDS = ("height", "width", "bucket", "tile_rows", "tile_cols", "passes", "profile", "contract")
 
 
 class WrongImage(AssertionError):
@@ -183,8 +183,8 @@ def _forged_header(header: Header, field: str, value: int, blob: bytes) -> Heade
     if field == "profile":
         text = "".join(chr(0x20 + byte % 95) for byte in blob)
         return dataclasses.replace(header, profile=text)
-    if field == "bundle_fingerprint":
-        return dataclasses.replace(header, bundle_fingerprint=(blob * 8)[:8])
+    if field == "contract":
+        return dataclasses.replace(header, contract=(blob * 8)[:8])
     current = getattr(header, field)
     bits = {"bucket": 8, "tile_rows": 16, "tile_cols": 16, "passes": 8}.get(field, 32)
     # Half the time a small step from the true value (stays plausible), else any value the field holds.

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import BackendError
-from ..manifest import LEVEL_WEIGHTS, StageGraph, TensorSpec
+from ..manifest import StageGraph, TensorSpec
 
 if TYPE_CHECKING:
     from ..bundle import Bundle
@@ -202,9 +202,10 @@ def graph_beside_weights(bundle: Bundle, graph: StageGraph) -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="licrt-graph-") as folder:
         path = Path(folder) / Path(graph.file).name
         shutil.copyfile(bundle.path(graph.file), path)
-        weights, beside = bundle.weights_folder / LEVEL_WEIGHTS, Path(folder) / LEVEL_WEIGHTS
-        try:
-            os.link(weights, beside)
-        except OSError:
-            shutil.copyfile(weights, beside)
+        for name, weights in bundle.weight_files.items():
+            beside = Path(folder) / name
+            try:
+                os.link(weights, beside)
+            except OSError:
+                shutil.copyfile(weights, beside)
         yield path

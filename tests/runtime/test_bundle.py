@@ -6,9 +6,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from licrt.runtime.bundle import Bundle
-from licrt.runtime.errors import BundleError
+from licrt.runtime.bundle import Bundle, sha256_file
+from licrt.runtime.codec import Codec
+from licrt.runtime.errors import BitstreamError, BundleError
 from licrt.runtime.manifest import Manifest
+
+from ..helpers import load_image
 
 
 @pytest.fixture
@@ -39,11 +42,11 @@ def test_missing_file(bundle_copy):
 
 
 def test_altered_file(bundle_copy):
-    weights = bundle_copy / "levels" / "default" / "weights.bin"
+    weights = bundle_copy / "levels" / "default" / "entropy.bin"
     data = bytearray(weights.read_bytes())
     data[100] ^= 1
     weights.write_bytes(bytes(data))
-    with pytest.raises(BundleError, match="damaged: levels/default/weights.bin"):
+    with pytest.raises(BundleError, match="damaged: levels/default/entropy.bin"):
         Bundle.open(bundle_copy)
 
 
@@ -65,7 +68,7 @@ def edit_manifest(root, change):
     (lambda d: d["entropy"]["y"].update(quantization="dithered"), "quantization must be one of"),
     (lambda d: d.update(default_level=1), "default_level"),
     (lambda d: d["levels"].append(dict(d["levels"][0])), "two quality levels share a name"),
-    (lambda d: d["levels"][0].update(directory="../elsewhere"), "../elsewhere/weights.bin is not listed"),
+    (lambda d: d["levels"][0].update(directory="../elsewhere"), "../elsewhere/transforms.bin is not listed"),
     (lambda d: d.update(levels=[]), "levels"),
 ])
 def test_inconsistent_manifests_are_refused(bundle_copy, change, message):
@@ -108,3 +111,42 @@ def test_any_manifest_field_replaced_by_anything_is_refused_cleanly(tiny_bundle,
         Manifest.loads(json.dumps(data))
     except BundleError:
         pass
+
+
+def alter(root, relative: str) -> None:
+    """Change a byte of one of the bundle's files and list its new sha256, as another export would."""
+    path = root / relative
+    data = bytearray(path.read_bytes())
+    data[100] ^= 1
+    path.write_bytes(bytes(data))
+    edit_manifest(root, lambda d: d["files"].update({relative: sha256_file(path)}))
+
+
+def test_the_coding_contract_covers_the_entropy_path_not_the_free_stages(tiny_bundle, bundle_copy, tmp_path):
+    image = load_image("house_96x64.png")
+    data = Codec.open(tiny_bundle).compress(image)
+
+    alter(bundle_copy, "levels/default/transforms.bin")  # g_a, h_a, g_s: another precision, say
+    other_transforms = Bundle.open(bundle_copy)
+    assert other_transforms.fingerprint != tiny_bundle.fingerprint
+    assert other_transforms.contract == tiny_bundle.contract
+    assert Codec.open(other_transforms).decompress(data).shape == image.shape
+
+    alter(bundle_copy, "levels/default/entropy.bin")  # h_s and the context steps
+    other_entropy = Bundle.open(bundle_copy)
+    assert other_entropy.contract != tiny_bundle.contract
+    with pytest.raises(BitstreamError, match="entropy coding differs from this one's"):
+        Codec.open(other_entropy).decompress(data)
+
+
+@pytest.mark.parametrize("change", [
+    lambda d: d["entropy"]["guard"].update(epsilon=2e-5),
+    lambda d: d["image"]["padding"].update(mode="constant"),
+    lambda d: d["files"].update({"entropy/y.npz": "0" * 64}),
+    lambda d: d["files"].update({"levels/default/z.npz": "0" * 64}),
+    lambda d: d["files"].update({d["buckets"][0]["stages"]["h_s"]["file"]: "0" * 64}),
+])
+def test_the_coding_contract_covers_coding_settings_and_tables(tiny_bundle, change):
+    changed = json.loads(tiny_bundle.manifest.dumps())
+    change(changed)
+    assert Manifest.loads(json.dumps(changed)).coding_contract() != tiny_bundle.contract

@@ -24,8 +24,9 @@ def test_levels_share_the_graphs_and_keep_their_own_weights(levels_bundle):
     root = levels_bundle.root
     assert sorted(p.name for p in (root / "stages").iterdir()) == sorted(
         f"{name}.128x128.onnx" for name in manifest.buckets[0].stages)
-    low, high = ((root / "levels" / name / "weights.bin").read_bytes() for name in ("low", "high"))
-    assert len(low) == len(high) and low != high
+    for weights in ("transforms.bin", "entropy.bin"):
+        low, high = ((root / "levels" / name / weights).read_bytes() for name in ("low", "high"))
+        assert len(low) == len(high) and low != high
 
 
 def test_each_level_decodes_as_its_own_model(codec, levels_bundle):
