@@ -182,6 +182,38 @@ def bench(args) -> None:
         print(f"wrote {args.out}")
 
 
+def calibrate(args) -> None:
+    import importlib.util
+
+    from .images import list_images
+
+    missing = [name for name in ("onnx", "onnxconverter_common") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise LicrtError(f"licrt calibrate needs {', '.join(missing)}: pip install 'licrt[calibration]'")
+    from licrt.calibration.calibrate import calibrate_bundle
+    from licrt.calibration.policies import POLICIES
+    from licrt.calibration.report import crossing_report
+
+    from .bundle import DEFAULT_BUNDLE, Bundle
+    from .codec import Codec
+
+    source = Bundle.open(args.bundle or DEFAULT_BUNDLE)
+    images = list_images(args.images)[: args.limit] if args.images else []
+    policy = POLICIES[args.policy]
+    manifest = calibrate_bundle(source, args.precision, policy, args.out, images, force=args.force)
+    calibrated = Bundle.open(args.out)
+    stages = ", ".join(manifest.precision)
+    print(f"wrote {args.out}: {stages} in {args.precision} (policy {policy.name}), every quality level"
+          + (f", activation ranges from {len(images)} images" if args.precision == "int8" else ""))
+    shared = calibrated.contract == source.contract
+    print(f"coding contract {calibrated.contract.hex()}: "
+          + ("the float32 bundle's, files cross between them" if shared else
+             "its own (the entropy path changed): it decodes only its own files"))
+    if images:
+        for line in crossing_report(Codec.open(source), Codec.open(calibrated), images[0]):
+            print(f"  {line}")
+
+
 def build_engines(args) -> None:
     from tqdm import tqdm
 
@@ -272,6 +304,25 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--quality", type=_count, metavar="N", help="the bundles' quality level (default: theirs)")
     sub.add_argument("--out", type=Path, help="write the report as JSON here")
     sub.set_defaults(function=bench)
+
+    from licrt.calibration.policies import DEFAULT_POLICY, POLICIES
+
+    sub = commands.add_parser("calibrate", help="convert a bundle's stage graphs to float16 or INT8",
+                              description="Write a bundle whose stages named by a precision policy compute in "
+                                          "float16 or INT8 (Q/DQ, activation ranges from calibration images run "
+                                          "through the bundle); the other stages and the tables are copied. "
+                                          "Measure what it costs with licrt eval IMAGES --bundle FLOAT32 "
+                                          "--bundle OUT.")
+    sub.add_argument("--bundle", type=Path, help="the float32 bundle (default: licrt's own)")
+    sub.add_argument("--images", type=Path, help="folder of calibration images (needed for int8)")
+    sub.add_argument("--precision", choices=("fp16", "int8"), required=True)
+    sub.add_argument("--policy", choices=sorted(POLICIES), default=DEFAULT_POLICY,
+                     help="; ".join(f"{p.name}: {p.summary}" for p in POLICIES.values())
+                          + f" (default {DEFAULT_POLICY})")
+    sub.add_argument("--limit", type=_count, default=32, help="calibration images used (default 32)")
+    sub.add_argument("--out", type=Path, required=True, help="bundle directory to write")
+    sub.add_argument("--force", action="store_true", help="replace --out if it exists")
+    sub.set_defaults(function=calibrate)
 
     sub = commands.add_parser("build-engines", help="build a bundle's TensorRT engines (needs licrt[gpu])",
                               description="Build one TensorRT plan per stage graph, bucket and quality level, "

@@ -1,0 +1,1 @@
+"""Calibration: deciding and applying the precision of a bundle's stage graphs."""

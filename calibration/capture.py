@@ -1,0 +1,56 @@
+"""Stage inputs as the real pipeline feeds them: calibration data for INT8.
+
+Each calibration image is compressed and decompressed with the float32
+bundle at every quality level, through :class:`~licrt.runtime.codec.Codec`
+on ONNX Runtime; every run of a watched stage is recorded with the bucket
+its shapes belong to. The inputs are thus what the stages see in use: g_a
+the padded tiles, g_s the decoded ŷ, the context steps their real states.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Collection, Sequence
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from licrt.runtime.backends import open_backend
+from licrt.runtime.backends.watched import WatchedBackend
+from licrt.runtime.bundle import Bundle
+from licrt.runtime.codec import Codec
+
+#: The most runs of one graph kept (a raster step runs once per position: its first runs are enough).
+MAX_RUNS_PER_GRAPH = 256
+#: Feeds of one stage graph, by (quality level index, stage, bucket name).
+Feeds = dict[tuple[int, str, str], list[dict[str, np.ndarray]]]
+
+
+def capture_feeds(bundle: Bundle, images: Sequence[Path], stages: Collection[str], progress: bool = True) -> Feeds:
+    """The inputs of the named stages over every image at every quality level of the bundle."""
+    buckets = {(name, tuple(spec.shape for spec in graph.inputs)): bucket.name
+               for bucket in bundle.manifest.buckets for name, graph in bucket.stages.items()}
+    feeds: Feeds = defaultdict(list)
+
+    def record(stage: str, feed: dict[str, np.ndarray], run):
+        if stage in stages:
+            bucket = buckets[stage, tuple(feed[spec].shape for spec in _input_names(bundle, stage))]
+            runs = feeds[level, stage, bucket]
+            if len(runs) < MAX_RUNS_PER_GRAPH:
+                runs.append({name: np.array(value) for name, value in feed.items()})  # the pipeline reuses them
+        return run(feed)
+
+    codec = Codec.open(bundle, backend=WatchedBackend(open_backend("onnxruntime"), record))
+    levels = range(len(bundle.manifest.levels))  # record() reads the level of the loop below
+    with tqdm(total=len(images) * len(levels), desc="calibrate: capture", unit="image",
+              disable=not progress) as bar:
+        for level in levels:
+            for image in images:
+                codec.decompress(codec.compress(image, quality=level + 1))
+                bar.update()
+    return dict(feeds)
+
+
+def _input_names(bundle: Bundle, stage: str) -> list[str]:
+    return [spec.name for spec in bundle.manifest.buckets[0].stages[stage].inputs]
