@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import math
 import time
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -54,8 +55,18 @@ class LearnedPoint:
 
 def learned_points(codecs: Sequence[Codec]) -> list[LearnedPoint]:
     """Every quality level of every bundle, as curves named by codec id; a point is named by its level, or by
-    its bundle's directory where the bundle has one level."""
-    return [LearnedPoint(c.bundle.manifest.codec, name if len(c.qualities) > 1 else c.bundle.root.name, c, quality)
+    its bundle's directory where the bundle has one level (one-level bundles of a codec make one curve).
+
+    Several bundles of one codec with levels of their own (a float32 bundle
+    and its calibrations) are curves of their own, named codec/directory.
+    """
+    with_levels = Counter(c.bundle.manifest.codec for c in codecs if len(c.qualities) > 1)
+
+    def curve(codec: Codec) -> str:
+        name = codec.bundle.manifest.codec
+        return f"{name}/{codec.bundle.root.name}" if len(codec.qualities) > 1 and with_levels[name] > 1 else name
+
+    return [LearnedPoint(curve(c), name if len(c.qualities) > 1 else c.bundle.root.name, c, quality)
             for c in codecs for quality, name in enumerate(c.qualities, 1)]
 
 

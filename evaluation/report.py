@@ -51,7 +51,7 @@ def curves(rows: Sequence[Measurement]) -> dict[str, list[dict]]:
 
 
 def bd_rates(summary: dict[str, list[dict]], learned: Sequence[str], anchors: Sequence[str]) -> dict:
-    """BD-rate (PSNR, and MS-SSIM in dB) of every learned curve against every anchor."""
+    """BD-rate (PSNR, and MS-SSIM in dB) of every learned curve against every anchor (any curve of summary)."""
     table: dict = {}
     for codec in learned:
         table[codec] = {}
@@ -103,7 +103,11 @@ def write_report(rows: Sequence[Measurement], points: Sequence[LearnedPoint], an
                  dataset: Path, images: int, out: Path, command: str) -> dict:
     """Write ``summary.json`` and ``rd.png`` into out; returns the summary."""
     summary = curves(rows)
-    learned = sorted({p.codec for p in points})
+    learned = list(dict.fromkeys(p.codec for p in points))
+    table = bd_rates(summary, learned, [a.name for a in anchors])
+    # The first curve is the others' reference too: a float32 bundle and its calibrations, say.
+    for codec, entries in bd_rates(summary, learned[1:], learned[:1]).items():
+        table[codec].update(entries)
     document = {
         "command": command,
         "dataset": dataset.name,  # by name: a report says nothing of the machine's folders
@@ -112,10 +116,10 @@ def write_report(rows: Sequence[Measurement], points: Sequence[LearnedPoint], an
         "backend_profile": points[0].model.backend.profile if points else None,
         "results": RESULTS,
         "anchors": {a.name: a.label for a in anchors},
-        "bundles": {p.point: {"codec": p.codec, "bundle": p.model.bundle.root.name, "quality": p.quality}
-                    for p in points},
+        "bundles": [{"curve": p.codec, "point": p.point, "bundle": p.model.bundle.root.name, "quality": p.quality}
+                    for p in points],
         "curves": summary,
-        "bd_rate_percent": bd_rates(summary, learned, [a.name for a in anchors]),
+        "bd_rate_percent": table,
     }
     (out / SUMMARY).write_text(json.dumps(document, indent=1) + "\n")
     plot(summary, learned, out / PLOT, f"{dataset.name}: {images} images")

@@ -2,6 +2,9 @@
 
 import csv
 import json
+import shutil
+
+import pytest
 
 from licrt.runtime.cli import main
 from licrt.runtime.codec import Codec
@@ -28,7 +31,7 @@ def test_eval_writes_results_summary_and_plot_and_resumes(tiny_bundle, tmp_path)
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["images"] == 3 and set(summary["curves"]) == {"s2c-hybrid-s", "jpeg", "webp"}
     assert summary["dataset"] == DATA.name  # names, not this machine's folders
-    assert [entry["bundle"] for entry in summary["bundles"].values()] == [tiny_bundle.root.name]
+    assert [entry["bundle"] for entry in summary["bundles"]] == [tiny_bundle.root.name]
     bd = summary["bd_rate_percent"]["s2c-hybrid-s"]["jpeg"]
     assert bd["psnr"] is None and "at least 2 points" in bd["psnr_unavailable"]
     assert (tmp_path / "rd.png").stat().st_size > 10_000
@@ -52,4 +55,17 @@ def test_every_quality_level_of_a_bundle_is_a_point_of_its_curve(levels_bundle, 
     codec = Codec.open(levels_bundle)
     assert by_point == {"low": len(codec.compress(image, quality=1)), "high": len(codec.compress(image, quality=2))}
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert {name: entry["quality"] for name, entry in summary["bundles"].items()} == {"low": 1, "high": 2}
+    assert {entry["point"]: entry["quality"] for entry in summary["bundles"]} == {"low": 1, "high": 2}
+
+
+def test_bundles_of_one_codec_with_levels_are_curves_of_their_own_against_the_first(levels_bundle, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(levels_bundle.root, copy)
+    assert main(["eval", str(DATA), "--bundle", str(levels_bundle.root), "--bundle", str(copy), "--anchors", "",
+                 "--limit", "1", "--out", str(tmp_path / "report")]) == 0
+    summary = json.loads((tmp_path / "report" / "summary.json").read_text())
+    first, second = f"s2c-hybrid-s/{levels_bundle.root.name}", "s2c-hybrid-s/copy"
+    assert set(summary["curves"]) == {first, second}
+    # The same bundle twice: the same files, no rate difference.
+    assert summary["bd_rate_percent"][second][first]["psnr"] == pytest.approx(0, abs=1e-9)
+    assert first not in summary["bd_rate_percent"][first]
