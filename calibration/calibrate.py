@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import shutil
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
@@ -21,21 +22,34 @@ from licrt.export.staging import digest_files, staged_directory
 from licrt.export.weights import WeightStore, load_graph, save_graph
 from licrt.runtime.bundle import MANIFEST, Bundle
 from licrt.runtime.errors import ExportError
-from licrt.runtime.manifest import FREE_STAGES, Manifest
+from licrt.runtime.manifest import FREE_STAGES, Bucket, Manifest
 
-from .capture import Feeds, capture_feeds
+from .capture import Capture, capture_feeds
 from .graph_precision import activation_ranges, merge_ranges, quantize_int8, to_fp16
 from .policies import FP32_OPS, INT8_OPS, Policy
+from .sensitivity import DEFAULT_BUDGET, ROUNDING_NOISE, Choice, choose_float_ops
 
 PRECISIONS = ("fp16", "int8")
+#: Captured runs a stage is measured on to choose its float32 ops (each op costs a run of them all).
+SENSITIVITY_FEEDS = 4
+
+
+@dataclass(frozen=True)
+class Calibrated:
+    manifest: Manifest
+    #: INT8: per converted stage, the choice of float32 ops at each quality level (the bundle keeps the
+    #: union of them at every level, since the levels share their graphs).
+    choices: dict[str, list[Choice]]
 
 
 def calibrate_bundle(source: Bundle, precision: str, policy: Policy, out: Path, images: Sequence[Path] = (),
-                     *, force: bool = False, progress: bool = True) -> Manifest:
-    """Write the bundle out: source with the stages of policy in precision; returns its manifest.
+                     *, budget: float = DEFAULT_BUDGET, force: bool = False, progress: bool = True) -> Calibrated:
+    """Write the bundle out: source with the stages of policy in precision.
 
     INT8 takes its activation ranges from the images, run through source's
-    real pipeline at every quality level; float16 needs none.
+    real pipeline at every quality level, and keeps float32 the weighted ops
+    that the stage's noise budget cannot afford (see
+    :mod:`licrt.calibration.sensitivity`); float16 needs no images.
 
     Raises:
         ExportError: source is itself calibrated, INT8 has no images, no image
@@ -49,29 +63,31 @@ def calibrate_bundle(source: Bundle, precision: str, policy: Policy, out: Path, 
         raise ExportError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
     steps = {step.name for step in manifest.schedule.steps}
     converted = [name for name in manifest.buckets[0].stages if policy.applies_to(name, steps)]
-    feeds: Feeds = {}
+    capture = Capture({}, [])
     if precision == "int8":
         if not images:
             raise ExportError("INT8 takes its activation ranges from calibration images; give some")
-        feeds = capture_feeds(source, images, converted, progress)
+        capture = capture_feeds(source, images, converted, progress)
     with staged_directory(out, force) as root:
-        _Writer(source, root, precision, converted, feeds, progress).write()
+        writer = _Writer(source, root, precision, converted, capture, budget, progress)
+        writer.write()
         manifest = dataclasses.replace(manifest, precision=dict.fromkeys(converted, precision),
                                        files=digest_files(root))
         (root / MANIFEST).write_text(manifest.dumps(), encoding="utf-8")
         Bundle.open(root)
-    return manifest
+    return Calibrated(manifest, writer.choices)
 
 
 class _Writer:
     """Writes the calibrated bundle's files into root."""
 
-    def __init__(self, source: Bundle, root: Path, precision: str, converted: list[str], feeds: Feeds,
-                 progress: bool):
+    def __init__(self, source: Bundle, root: Path, precision: str, converted: list[str], capture: Capture,
+                 budget: float, progress: bool):
         self.source, self.root, self.precision = source, root, precision
-        self.converted, self.feeds, self.progress = converted, feeds, progress
+        self.converted, self.capture, self.budget, self.progress = converted, capture, budget, progress
         self.manifest = source.manifest
         self.levels = [source.at_level(index) for index in range(len(self.manifest.levels))]
+        self.choices: dict[str, list[Choice]] = {}
 
     def write(self) -> None:
         manifest = self.manifest
@@ -102,6 +118,7 @@ class _Writer:
         with tqdm(total=len(stages) * len(buckets), desc=f"calibrate: {self.precision}", unit="graph",
                   disable=not self.progress) as bar:
             for name in stages:
+                bar.set_postfix_str(f"{name}: ranges and ops" if name in self.converted else name)
                 convert = self._converter(name)
                 for bucket in buckets:
                     bar.set_postfix_str(f"{name} {bucket.name}")
@@ -116,15 +133,24 @@ class _Writer:
             return lambda model, level: model
         if self.precision == "fp16":
             return lambda model, level: to_fp16(model, FP32_OPS)
-        ranges = [self._ranges(stage, level) for level in range(len(self.levels))]
-        return lambda model, level: quantize_int8(model, ranges[level], INT8_OPS)
+        reached = self._reached(stage)
+        ranges = [merge_ranges(activation_ranges(load_graph(self.levels[level], bucket.stages[stage]),
+                                                 self.capture.feeds[level, stage, bucket.name], INT8_OPS)
+                               for bucket in reached) for level in range(len(self.levels))]
+        # The op choice is measured in the bucket the images reached most.
+        measured = max(reached, key=lambda bucket: len(self.capture.feeds[0, stage, bucket.name]))
+        floors = self.capture.distortion if stage == "g_s" else [ROUNDING_NOISE] * len(self.levels)
+        self.choices[stage] = [
+            choose_float_ops(load_graph(level, measured.stages[stage]), ranges[index],
+                             self.capture.feeds[index, stage, measured.name][:SENSITIVITY_FEEDS], INT8_OPS,
+                             floors[index], self.budget)
+            for index, level in enumerate(self.levels)]
+        keep_float = sorted({name for choice in self.choices[stage] for name in choice.kept_float})
+        return lambda model, level: quantize_int8(model, ranges[level], INT8_OPS, keep_float)
 
-    def _ranges(self, stage: str, level: int):
-        """The stage's activation ranges at a level, merged over the buckets the images reached."""
-        reached = [bucket for bucket in self.manifest.buckets if (level, stage, bucket.name) in self.feeds]
+    def _reached(self, stage: str) -> list[Bucket]:
+        """The buckets in which the calibration images ran the stage (the same at every level)."""
+        reached = [bucket for bucket in self.manifest.buckets if (0, stage, bucket.name) in self.capture.feeds]
         if not reached:
             raise ExportError(f"no calibration image reached stage {stage}")
-        return merge_ranges(activation_ranges(load_graph(self.levels[level], bucket.stages[stage]),
-                                              self.feeds[level, stage, bucket.name], INT8_OPS)
-                            for bucket in reached)
-
+        return reached

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from licrt.runtime.backends import open_backend
 from licrt.runtime.backends.watched import WatchedBackend
 from licrt.runtime.bundle import Bundle
 from licrt.runtime.codec import Codec
+from licrt.runtime.images import read_image
 
 #: The most runs of one graph kept (a raster step runs once per position: its first runs are enough).
 MAX_RUNS_PER_GRAPH = 256
@@ -27,7 +29,15 @@ MAX_RUNS_PER_GRAPH = 256
 Feeds = dict[tuple[int, str, str], list[dict[str, np.ndarray]]]
 
 
-def capture_feeds(bundle: Bundle, images: Sequence[Path], stages: Collection[str], progress: bool = True) -> Feeds:
+@dataclass(frozen=True)
+class Capture:
+    feeds: Feeds
+    #: Per quality level, the mean squared error of the decoded images (pixels in [0, 1]): the noise the
+    #: codec adds anyway, against which the synthesis's quantisation noise is measured.
+    distortion: list[float]
+
+
+def capture_feeds(bundle: Bundle, images: Sequence[Path], stages: Collection[str], progress: bool = True) -> Capture:
     """The inputs of the named stages over every image at every quality level of the bundle."""
     buckets = {(name, tuple(spec.shape for spec in graph.inputs)): bucket.name
                for bucket in bundle.manifest.buckets for name, graph in bucket.stages.items()}
@@ -43,13 +53,18 @@ def capture_feeds(bundle: Bundle, images: Sequence[Path], stages: Collection[str
 
     codec = Codec.open(bundle, backend=WatchedBackend(open_backend("onnxruntime"), record))
     levels = range(len(bundle.manifest.levels))  # record() reads the level of the loop below
+    distortion = []
     with tqdm(total=len(images) * len(levels), desc="calibrate: capture", unit="image",
               disable=not progress) as bar:
         for level in levels:
+            errors = []
             for image in images:
-                codec.decompress(codec.compress(image, quality=level + 1))
+                pixels = read_image(image)
+                decoded = codec.decompress(codec.compress(pixels, quality=level + 1))
+                errors.append(np.mean(((decoded.astype(np.float64) - pixels) / 255) ** 2))
                 bar.update()
-    return dict(feeds)
+            distortion.append(float(np.mean(errors)))
+    return Capture(dict(feeds), distortion)
 
 
 def _input_names(bundle: Bundle, stage: str) -> list[str]:

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
+from onnx.reference import ReferenceEvaluator
 from onnxconverter_common import float16
 from onnxruntime.quantization import (
     CalibrationDataReader,
@@ -41,18 +42,53 @@ Ranges = dict[str, tuple[float, float]]
 _HALF_MAX = float(np.finfo(np.float16).max)
 
 
-def fold_half_weights(model: onnx.ModelProto) -> None:
-    """Turn weights stored in half precision back into float32 initializers, in place.
+def fold_constants(model: onnx.ModelProto) -> None:
+    """Compute every node whose inputs are all constants once, into an initializer, in place.
 
-    licrt stores a float32 weight that is exact in float16 as a float16
-    initializer and a Cast to float32 (see ``licrt.export.weights``). Runtimes
-    fold that Cast away, but quantisers only recognise weights that are
-    initializers, and the float16 converter refuses graphs with any float16
-    initializer. The values are unchanged: each Cast becomes a float32
-    initializer under the Cast's output name.
+    Quantisers recognise a weight only when it is an initializer, and the
+    float16 converter refuses float16 initializers; but stage graphs derive
+    many weights: licrt stores a float32 weight that is exact in float16 as
+    float16 and a Cast (see ``licrt.export.weights``), and token-layout graphs
+    slice and transpose weights (x·Wᵀ, q/k/v from one matrix). Runtimes fold
+    these when they load a graph; here they are folded first, with ONNX's
+    reference evaluator, to the same values. Nodes that would enlarge the
+    graph (broadcasts, tiles) stay.
     """
-    halves = {tensor.name: tensor for tensor in model.graph.initializer if tensor.data_type == TensorProto.FLOAT16}
-    _fold_casts(model.graph, halves)
+    graph = model.graph
+    constants = {tensor.name: numpy_helper.to_array(tensor) for tensor in graph.initializer}
+    kept, folded = [], []
+    for node in graph.node:
+        outputs = _folded(node, constants)
+        if outputs is None:
+            kept.append(node)
+            continue
+        for name, value in zip(node.output, outputs, strict=True):
+            constants[name] = value
+            folded.append(numpy_helper.from_array(np.asarray(value), name))
+    del graph.node[:]
+    graph.node.extend(kept)
+    graph.initializer.extend(folded)
+    _drop_unused(graph, set(constants))
+
+
+def _folded(node: onnx.NodeProto, constants: dict[str, np.ndarray]) -> list[np.ndarray] | None:
+    """The node's outputs if it computes from constants alone without growing, else None."""
+    if node.domain not in ("", "ai.onnx") or not all(name in constants for name in node.input if name):
+        return None
+    if not node.input and node.op_type != "Constant":
+        return None
+    outputs = ReferenceEvaluator(node).run(None, {name: constants[name] for name in node.input if name})
+    size = sum(constants[name].nbytes for name in node.input if name)
+    if node.op_type != "Constant" and sum(np.asarray(value).nbytes for value in outputs) > 2 * size + 4096:
+        return None
+    return outputs
+
+
+def _weights_folded(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of the graph with its constant subgraphs folded into initializers (see :func:`fold_constants`)."""
+    source = copy.deepcopy(model)
+    fold_constants(source)
+    return source
 
 
 def to_fp16(model: onnx.ModelProto, keep_fp32_ops: Collection[str]) -> onnx.ModelProto:
@@ -68,8 +104,7 @@ def to_fp16(model: onnx.ModelProto, keep_fp32_ops: Collection[str]) -> onnx.Mode
         ValueError: a node has no name or shares it with another.
     """
     _require_unique_node_names(model)  # the converter names its Casts after nodes
-    source = copy.deepcopy(model)
-    fold_half_weights(source)
+    source = _weights_folded(model)
     _describe_initializers(source.graph)
     # The converter clamps constants (initializers and Constant values) to +-max_finite_val, by default 1e4,
     # well inside float16's range: with float16's largest finite value, only those that would overflow to
@@ -100,8 +135,7 @@ def activation_ranges(model: onnx.ModelProto, feeds: Iterable[dict[str, np.ndarr
     Raises:
         ValueError: feeds is empty.
     """
-    source = copy.deepcopy(model)
-    fold_half_weights(source)
+    source = _weights_folded(model)
     names = _activations(_quantized_nodes(source.graph, quantized_ops))
     if not names:
         return {}
@@ -130,23 +164,28 @@ def merge_ranges(ranges: Iterable[Ranges]) -> Ranges:
     return merged
 
 
-def quantize_int8(model: onnx.ModelProto, ranges: Ranges, quantized_ops: Collection[str]) -> onnx.ModelProto:
+def quantizable_nodes(model: onnx.ModelProto, quantized_ops: Collection[str]) -> list[str]:
+    """The names of the nodes :func:`quantize_int8` quantises unless told to keep them float32."""
+    return [node.name for node in _quantized_nodes(_weights_folded(model).graph, quantized_ops)]
+
+
+def quantize_int8(model: onnx.ModelProto, ranges: Ranges, quantized_ops: Collection[str],
+                  keep_float: Collection[str] = ()) -> onnx.ModelProto:
     """An INT8 Q/DQ copy of the graph, from precomputed activation ranges.
 
     Quantised are the nodes of quantized_ops whose weight (input 1) is an
-    initializer: their data input per tensor, their weight per output
-    channel, both symmetric. Everything else stays float32, including
-    MatMuls of two activations (attention's q·kᵀ and softmax·v). The same
-    graph and ranges give the same bytes. A graph with nothing to quantise
-    comes back as it is, its half weights folded.
+    initializer, but for those named in keep_float: their data input per
+    tensor, their weight per output channel, both symmetric. Everything else
+    stays float32, including MatMuls of two activations (attention's q·kᵀ
+    and softmax·v). The same graph and ranges give the same bytes. A graph
+    with nothing to quantise comes back as it is, its constants folded.
 
     Raises:
         ValueError: a range is missing, or a node has no name or shares it
             (the quantiser selects nodes by name).
     """
-    source = copy.deepcopy(model)
-    fold_half_weights(source)
-    nodes = _quantized_nodes(source.graph, quantized_ops)
+    source = _weights_folded(model)
+    nodes = [node for node in _quantized_nodes(source.graph, quantized_ops) if node.name not in keep_float]
     if not nodes:  # (given no node names, the quantiser would quantise every node of quantized_ops)
         return source
     _require_unique_node_names(source)
@@ -270,7 +309,7 @@ def _fold_casts(graph: onnx.GraphProto, sources: dict[str, TensorProto]) -> None
     """Replace each Cast to float32 of a source by a float32 initializer of the source's values.
 
     Initializers named after a source that are left without a consumer are
-    removed. (Deleted by position: rebuilding the lists would copy every weight.)
+    removed.
     """
     folded = [index for index, node in enumerate(graph.node)
               if _casts_to(node, TensorProto.FLOAT) and node.input[0] in sources]
@@ -280,10 +319,16 @@ def _fold_casts(graph: onnx.GraphProto, sources: dict[str, TensorProto]) -> None
         graph.initializer.append(numpy_helper.from_array(value, node.output[0]))
     for index in reversed(folded):
         del graph.node[index]
+    _drop_unused(graph, sources)
+
+
+def _drop_unused(graph: onnx.GraphProto, names: Collection[str]) -> None:
+    """Remove the initializers of names that nothing reads any more (by position: rebuilding the list would
+    copy every weight)."""
     used = {name for node in graph.node for name in node.input} | {output.name for output in graph.output}
     for index in reversed(range(len(graph.initializer))):
         name = graph.initializer[index].name
-        if name in sources and name not in used:
+        if name in names and name not in used:
             del graph.initializer[index]
 
 

@@ -200,11 +200,17 @@ def calibrate(args) -> None:
     source = Bundle.open(args.bundle or DEFAULT_BUNDLE)
     images = list_images(args.images)[: args.limit] if args.images else []
     policy = POLICIES[args.policy]
-    manifest = calibrate_bundle(source, args.precision, policy, args.out, images, force=args.force)
+    result = calibrate_bundle(source, args.precision, policy, args.out, images, budget=args.budget,
+                              force=args.force)
     calibrated = Bundle.open(args.out)
-    stages = ", ".join(manifest.precision)
+    stages = ", ".join(result.manifest.precision)
     print(f"wrote {args.out}: {stages} in {args.precision} (policy {policy.name}), every quality level"
           + (f", activation ranges from {len(images)} images" if args.precision == "int8" else ""))
+    for stage, choices in result.choices.items():
+        kept = len({name for choice in choices for name in choice.kept_float})
+        noise = ", ".join(f"{100 * choice.noise:.2f} %" for choice in choices)
+        print(f"  {stage}: {choices[0].quantized + len(choices[0].kept_float) - kept} weighted ops in int8, {kept} "
+              f"kept float32; noise {noise} of the codec's own at each level (budget {100 * args.budget:g} %)")
     shared = calibrated.contract == source.contract
     print(f"coding contract {calibrated.contract.hex()}: "
           + ("the float32 bundle's, files cross between them" if shared else
@@ -320,6 +326,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="; ".join(f"{p.name}: {p.summary}" for p in POLICIES.values())
                           + f" (default {DEFAULT_POLICY})")
     sub.add_argument("--limit", type=_count, default=32, help="calibration images used (default 32)")
+    sub.add_argument("--budget", type=float, default=0.01, metavar="FRACTION",
+                     help="int8: the noise a stage may add, as a fraction of the codec's own there (the latents' "
+                          "rounding, or for g_s the images' distortion); ops that do not fit stay float32 "
+                          "(default 0.01)")
     sub.add_argument("--out", type=Path, required=True, help="bundle directory to write")
     sub.add_argument("--force", action="store_true", help="replace --out if it exists")
     sub.set_defaults(function=calibrate)

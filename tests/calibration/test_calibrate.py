@@ -100,6 +100,7 @@ def test_command(levels_bundle, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "g_a, g_s, h_a in int8 (policy transforms)" in printed
     assert "the float32 bundle's, files cross between them" in printed
+    assert "g_s: " in printed and "of the codec's own at each level (budget 1 %)" in printed
     # Each level, each way: the file decoded by both bundles.
     assert printed.count("decoded by") == 4 and "refused" not in printed
     assert cli.main(["calibrate", "--bundle", str(levels_bundle.root), "--precision", "int8",

@@ -13,7 +13,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from licrt.calibration.graph_precision import (
     activation_ranges,
-    fold_half_weights,
+    fold_constants,
     merge_ranges,
     quantize_int8,
     to_fp16,
@@ -89,7 +89,7 @@ def run(model: onnx.ModelProto, feed: dict[str, np.ndarray] = FEED) -> list[np.n
 
 def folded(model: onnx.ModelProto) -> onnx.ModelProto:
     copied = copy.deepcopy(model)
-    fold_half_weights(copied)
+    fold_constants(copied)
     return copied
 
 
@@ -115,7 +115,7 @@ def test_folding_half_weights_makes_them_float32_initializers_with_the_same_outp
     model = copy.deepcopy(stage)
     assert half_casts(model)
     before = run(model)
-    fold_half_weights(model)
+    fold_constants(model)
     assert not half_casts(model)
     initializers = {t.name: t for t in model.graph.initializer}
     assert not any(t.data_type == TensorProto.FLOAT16 for t in initializers.values())
@@ -255,3 +255,25 @@ def test_buckets_quantised_with_merged_ranges_share_their_quantised_weights_and_
     assert len(parameters[0]) == 20 and parameters[0].keys() == parameters[1].keys()
     for name, value in parameters[0].items():
         np.testing.assert_array_equal(parameters[1][name], value, err_msg=name)
+
+
+def test_weights_multiplied_transposed_are_folded_and_quantised():
+    """Token-layout graphs compute x·Wᵀ with a Transpose node on the weight: folded, the MatMul is quantised."""
+    weight = np.random.default_rng(2).standard_normal((16, 8), dtype=np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Transpose", ["w"], ["w_t"], name="transpose", perm=[1, 0]),
+         helper.make_node("MatMul", ["x", "w_t"], ["y"], name="matmul")],
+        "tokens", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 16])],
+        [numpy_helper.from_array(weight, "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    feeds = [{"x": np.random.default_rng(3).standard_normal((1, 4, 8), dtype=np.float32)}]
+    folded_model = copy.deepcopy(model)
+    fold_constants(folded_model)
+    assert [node.op_type for node in folded_model.graph.node] == ["MatMul"]
+    assert [t.name for t in folded_model.graph.initializer] == ["w_t"]
+    np.testing.assert_array_equal(run(folded_model, feeds[0])[0], run(model, feeds[0])[0])
+    quantized = quantize_int8(model, activation_ranges(model, feeds, QUANTIZED_OPS), QUANTIZED_OPS)
+    kinds = [node.op_type for node in quantized.graph.node]
+    assert kinds.count("DequantizeLinear") == 2 and "Transpose" not in kinds
+    assert relative_rms(run(quantized, feeds[0])[0], run(model, feeds[0])[0]) < 0.05
