@@ -18,7 +18,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from licrt.export.staging import digest_files, staged_directory
+from licrt.export.staging import check_target, digest_files, staged_directory
 from licrt.export.weights import WeightStore, load_graph, save_graph
 from licrt.runtime.bundle import MANIFEST, Bundle
 from licrt.runtime.errors import ExportError
@@ -26,8 +26,8 @@ from licrt.runtime.manifest import FREE_STAGES, Bucket, Manifest
 
 from .capture import Capture, capture_feeds
 from .graph_precision import activation_ranges, merge_ranges, quantize_int8, to_fp16
-from .policies import FP32_OPS, INT8_OPS, Policy
-from .sensitivity import DEFAULT_BUDGET, ROUNDING_NOISE, Choice, choose_float_ops
+from .policies import DEFAULT_BUDGET, FP32_OPS, INT8_OPS, Policy
+from .sensitivity import ROUNDING_NOISE, Choice, choose_float_ops
 
 PRECISIONS = ("fp16", "int8")
 #: Captured runs a stage is measured on to choose its float32 ops (each op costs a run of them all).
@@ -61,6 +61,7 @@ def calibrate_bundle(source: Bundle, precision: str, policy: Policy, out: Path, 
         raise ExportError(f"bundle {source.root} is calibrated already ({shown}); calibrate its float32 bundle")
     if precision not in PRECISIONS:
         raise ExportError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
+    check_target(out, force)
     steps = {step.name for step in manifest.schedule.steps}
     converted = [name for name in manifest.buckets[0].stages if policy.applies_to(name, steps)]
     capture = Capture({}, [])

@@ -25,6 +25,9 @@ INT8_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
 #: Node kinds float16 keeps in float32: normalisations and the softmax reduce over many values and lose
 #: most to float16's 11-bit mantissa; GDN's square root of a sum of squares overflows it.
 FP32_OPS = ("LayerNormalization", "Softmax", "ReduceMean", "ReduceSum", "Pow", "Sqrt", "Reciprocal")
+#: INT8: the noise a stage may add, as a fraction of the codec's own noise there (see sensitivity): 0.5 %
+#: cost the default model 0.7 % BD-rate on Kodak, 1 % cost 2.6 %.
+DEFAULT_BUDGET = 0.005
 
 
 @dataclass(frozen=True)

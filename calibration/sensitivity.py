@@ -24,11 +24,10 @@ import onnx
 import onnxruntime
 
 from .graph_precision import Ranges, quantizable_nodes, quantize_int8
+from .policies import DEFAULT_BUDGET
 
 #: The variance of rounding to integers: what coding a latent adds to it.
 ROUNDING_NOISE = 1 / 12
-#: The quantisation noise a stage may add, as a fraction of its noise floor (1 %: 0.04 dB on g_s).
-DEFAULT_BUDGET = 0.01
 
 
 @dataclass(frozen=True)

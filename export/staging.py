@@ -15,6 +15,12 @@ from licrt.runtime.bundle import sha256_file
 from licrt.runtime.errors import ExportError
 
 
+def check_target(out: Path, force: bool) -> None:
+    """Raise ExportError if out exists and force is not set (check it before long work)."""
+    if Path(out).exists() and not force:
+        raise ExportError(f"{out} already exists; choose another --out or pass --force")
+
+
 @contextlib.contextmanager
 def staged_directory(out: Path, force: bool = False) -> Iterator[Path]:
     """A fresh directory beside out to write into; it replaces out when the block ends without an error and
@@ -24,8 +30,7 @@ def staged_directory(out: Path, force: bool = False) -> Iterator[Path]:
         ExportError: out exists and force is not set (checked before anything is written).
     """
     out = Path(out)
-    if out.exists() and not force:
-        raise ExportError(f"{out} already exists; choose another --out or pass --force")
+    check_target(out, force)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:

@@ -249,6 +249,17 @@ def _count(text: str) -> int:
     return value
 
 
+def _fraction(text: str) -> float:
+    """A non-negative fraction, e.g. 0.01."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a non-negative fraction")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .backends import PERTURBED, backend_names
     from .limits import DEFAULT_MAX_PIXELS, DEFAULT_MAX_TILES
@@ -311,7 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--out", type=Path, help="write the report as JSON here")
     sub.set_defaults(function=bench)
 
-    from licrt.calibration.policies import DEFAULT_POLICY, POLICIES
+    from licrt.calibration.policies import DEFAULT_BUDGET, DEFAULT_POLICY, POLICIES
 
     sub = commands.add_parser("calibrate", help="convert a bundle's stage graphs to float16 or INT8",
                               description="Write a bundle whose stages named by a precision policy compute in "
@@ -326,10 +337,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="; ".join(f"{p.name}: {p.summary}" for p in POLICIES.values())
                           + f" (default {DEFAULT_POLICY})")
     sub.add_argument("--limit", type=_count, default=32, help="calibration images used (default 32)")
-    sub.add_argument("--budget", type=float, default=0.01, metavar="FRACTION",
+    sub.add_argument("--budget", type=_fraction, default=DEFAULT_BUDGET, metavar="FRACTION",
                      help="int8: the noise a stage may add, as a fraction of the codec's own there (the latents' "
                           "rounding, or for g_s the images' distortion); ops that do not fit stay float32 "
-                          "(default 0.01)")
+                          f"(default {DEFAULT_BUDGET:g})")
     sub.add_argument("--out", type=Path, required=True, help="bundle directory to write")
     sub.add_argument("--force", action="store_true", help="replace --out if it exists")
     sub.set_defaults(function=calibrate)

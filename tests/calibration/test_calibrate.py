@@ -7,6 +7,8 @@ import onnx
 import pytest
 
 from licrt.calibration.calibrate import calibrate_bundle
+from licrt.export import registry
+from licrt.export.bundle_writer import write_bundle
 from licrt.calibration.policies import POLICIES
 from licrt.runtime import cli
 from licrt.runtime.bundle import Bundle
@@ -17,6 +19,8 @@ from licrt.runtime.manifest import FREE_STAGES
 from ..helpers import DATA, load_image
 
 IMAGES = sorted(DATA.glob("*.png"))
+ENTROFORMER_SMALL = {"channels": "16", "latent_channels": "32", "hyper_channels": "16", "dim_embed": "32",
+                     "heads": "2", "dim_head": "16"}
 
 
 def op_types(bundle: Bundle, stage: str) -> set[str]:
@@ -100,9 +104,29 @@ def test_command(levels_bundle, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "g_a, g_s, h_a in int8 (policy transforms)" in printed
     assert "the float32 bundle's, files cross between them" in printed
-    assert "g_s: " in printed and "of the codec's own at each level (budget 1 %)" in printed
+    assert "g_s: " in printed and "of the codec's own at each level (budget 0.5 %)" in printed
     # Each level, each way: the file decoded by both bundles.
     assert printed.count("decoded by") == 4 and "refused" not in printed
     assert cli.main(["calibrate", "--bundle", str(levels_bundle.root), "--precision", "int8",
                      "--out", str(tmp_path / "no-images")]) == 1
     assert "INT8 takes its activation ranges from calibration images" in capsys.readouterr().err
+
+
+def test_entroformer_int8_keeps_gdn_pools_and_top_k_attention_float(tmp_path):
+    model = registry.build("entroformer", registry.make_config("entroformer", None, ENTROFORMER_SMALL)).eval()
+    write_bundle(model, [(64, 64)], tmp_path / "entroformer", progress=False)
+    source = Bundle.open(tmp_path / "entroformer")
+    calibrate_bundle(source, "int8", POLICIES["transforms"], tmp_path / "int8", IMAGES, progress=False)
+    int8 = Bundle.open(tmp_path / "int8")
+    g_a = onnx.load(int8.path(int8.manifest.buckets[0].stages["g_a"].file), load_external_data=False).graph
+    producers = {name: node for node in g_a.node for name in node.output}
+    convolutions = [node for node in g_a.node if node.op_type == "Conv"]
+    pools = [node for node in convolutions if producers[node.input[0]].op_type == "Mul"]
+    assert len(pools) == 3 and len(convolutions) == 7  # GDN after the first three of four convolutions
+    for node in convolutions:
+        quantized = producers[node.input[0]].op_type == "DequantizeLinear"
+        assert quantized == (node not in pools), node.name
+    assert "TopkAttention" in op_types(int8, "h_a") and "QuantizeLinear" in op_types(int8, "h_a")
+    image = load_image("house_96x64.png")
+    decoded = Codec.open(source).decompress(Codec.open(int8).compress(image))
+    assert decoded.shape == image.shape
