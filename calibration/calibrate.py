@@ -115,18 +115,26 @@ class _Writer:
             (self.root / relative).parent.mkdir(parents=True, exist_ok=True)
         store = WeightStore([self.root / relative for relative in weights])
         (self.root / "stages").mkdir(exist_ok=True)
-        buckets = self.manifest.buckets
-        with tqdm(total=len(stages) * len(buckets), desc=f"calibrate: {self.precision}", unit="graph",
+        with tqdm(total=len(stages) * len(self.manifest.buckets), desc=f"calibrate: {self.precision}", unit="graph",
                   disable=not self.progress) as bar:
             for name in stages:
                 bar.set_postfix_str(f"{name}: ranges and ops" if name in self.converted else name)
-                convert = self._converter(name)
-                for bucket in buckets:
-                    bar.set_postfix_str(f"{name} {bucket.name}")
-                    graph = bucket.stages[name]
-                    models = [convert(load_graph(level, graph), index) for index, level in enumerate(self.levels)]
-                    save_graph(models, self.root / graph.file, store)
-                    bar.update()
+                try:
+                    self._write_stage(name, store, bar)
+                except ExportError:
+                    raise
+                except Exception as exc:  # the converter and the quantiser raise many unrelated types
+                    reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+                    raise ExportError(f"cannot convert stage {name} to {self.precision}: {reason}") from exc
+
+    def _write_stage(self, name: str, store: WeightStore, bar: tqdm) -> None:
+        convert = self._converter(name)
+        for bucket in self.manifest.buckets:
+            bar.set_postfix_str(f"{name} {bucket.name}")
+            graph = bucket.stages[name]
+            models = [convert(load_graph(level, graph), index) for index, level in enumerate(self.levels)]
+            save_graph(models, self.root / graph.file, store)
+            bar.update()
 
     def _converter(self, stage: str):
         """convert(model, level index) -> the stage's graph as the calibrated bundle holds it."""

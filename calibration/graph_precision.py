@@ -40,6 +40,9 @@ Ranges = dict[str, tuple[float, float]]
 
 #: float16's largest finite value.
 _HALF_MAX = float(np.finfo(np.float16).max)
+#: Ops whose output the float16 converter retypes but not the attribute that sets it (ConstantOfShape's
+#: value): they stay float32, a Cast after them.
+_CONVERTER_MISTYPES = ("ConstantOfShape",)
 
 
 def fold_constants(model: onnx.ModelProto) -> None:
@@ -113,7 +116,7 @@ def to_fp16(model: onnx.ModelProto, keep_fp32_ops: Collection[str]) -> onnx.Mode
     # overflow float16 has to be kept in float32.
     converted = float16.convert_float_to_float16(
         source, max_finite_val=_HALF_MAX, keep_io_types=True,
-        op_block_list=[*float16.DEFAULT_OP_BLOCK_LIST, *keep_fp32_ops])
+        op_block_list=[*float16.DEFAULT_OP_BLOCK_LIST, *_CONVERTER_MISTYPES, *keep_fp32_ops])
     _restore_float_outputs(converted.graph)
     _retarget_float_casts(converted.graph)
     # The converter rounds the constants of the float32 ops too, casting them back in front of the op:

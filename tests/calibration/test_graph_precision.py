@@ -277,3 +277,22 @@ def test_weights_multiplied_transposed_are_folded_and_quantised():
     kinds = [node.op_type for node in quantized.graph.node]
     assert kinds.count("DequantizeLinear") == 2 and "Transpose" not in kinds
     assert relative_rms(run(quantized, feeds[0])[0], run(model, feeds[0])[0]) < 0.05
+
+
+def test_fp16_keeps_constant_of_shape_float32_where_the_converter_would_mistype_it():
+    """ConstantOfShape without a value makes float32 zeros; the converter retypes them float16 regardless.
+
+    (Context graphs start a concatenation with such zeros; too large to fold, they stay a node.)
+    """
+    shape = numpy_helper.from_array(np.array([1, 2048], np.int64), "shape")
+    graph = helper.make_graph(
+        [helper.make_node("ConstantOfShape", ["shape"], ["zeros"], name="zeros"),
+         helper.make_node("Add", ["x", "zeros"], ["y"], name="add")],
+        "fill", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2048])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2048])], [shape],
+        value_info=[helper.make_tensor_value_info("zeros", TensorProto.FLOAT, [1, 2048])])  # as exporters write
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    feed = {"x": np.arange(2048, dtype=np.float32)[None] / 2048}
+    converted = to_fp16(model, KEPT_OPS)
+    assert "ConstantOfShape" in {node.op_type for node in converted.graph.node}
+    np.testing.assert_allclose(run(converted, feed)[0], feed["x"], rtol=1e-3)
