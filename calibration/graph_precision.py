@@ -114,10 +114,11 @@ def to_fp16(model: onnx.ModelProto, keep_fp32_ops: Collection[str]) -> onnx.Mode
     # infinity are clamped. Non-zero magnitudes below min_positive_val (1e-7) become +-1e-7 rather than
     # underflowing to zero; infinities and NaN pass. Activations are not clamped: an op whose results
     # overflow float16 has to be kept in float32.
-    converted = float16.convert_float_to_float16(
-        source, max_finite_val=_HALF_MAX, keep_io_types=True,
-        op_block_list=[*float16.DEFAULT_OP_BLOCK_LIST, *_CONVERTER_MISTYPES, *keep_fp32_ops])
+    blocked = [*float16.DEFAULT_OP_BLOCK_LIST, *_CONVERTER_MISTYPES, *keep_fp32_ops]
+    converted = float16.convert_float_to_float16(source, max_finite_val=_HALF_MAX, keep_io_types=True,
+                                                 op_block_list=blocked)
     _restore_float_outputs(converted.graph)
+    _read_outputs_in_half(converted.graph, blocked)
     _retarget_float_casts(converted.graph)
     # The converter rounds the constants of the float32 ops too, casting them back in front of the op:
     # fold those casts into the original float32 values, which source still holds (the converter works on
@@ -373,6 +374,26 @@ def _restore_float_outputs(graph: onnx.GraphProto) -> None:
     for index in reversed(range(len(graph.node))):
         if unread.intersection(graph.node[index].output):
             del graph.node[index]
+
+
+def _read_outputs_in_half(graph: onnx.GraphProto, blocked: Collection[str]) -> None:
+    """Let the float16 ops that read a graph output read it in float16.
+
+    keep_io_types casts a float16 result back to float32 under the output's
+    name, but the ops inside the graph that read it too (a context step's
+    state, passed on and concatenated) are left reading that float32 Cast.
+    """
+    producers = {name: node for node in graph.node for name in node.output}
+    halves = {}
+    for output in graph.output:
+        cast = producers.get(output.name)
+        if cast is not None and _casts_to(cast, TensorProto.FLOAT):
+            source = producers.get(cast.input[0])
+            if source is not None and source.op_type not in blocked and source.op_type != "Cast":
+                halves[output.name] = cast.input[0]
+    for node in graph.node:
+        if node.op_type not in blocked and node.op_type != "Cast":
+            _rename(node.input, halves)
 
 
 def _retarget_float_casts(graph: onnx.GraphProto) -> None:

@@ -296,3 +296,19 @@ def test_fp16_keeps_constant_of_shape_float32_where_the_converter_would_mistype_
     converted = to_fp16(model, KEPT_OPS)
     assert "ConstantOfShape" in {node.op_type for node in converted.graph.node}
     np.testing.assert_allclose(run(converted, feed)[0], feed["x"], rtol=1e-3)
+
+
+def test_fp16_ops_read_a_graph_output_in_float16_too():
+    """A context step passes a state on as an output and uses it inside: the converter left that use float32."""
+    weight = numpy_helper.from_array(np.full((1, 4), 0.5, np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("Mul", ["x", "w"], ["state"], name="mul"),
+         helper.make_node("Concat", ["state", "x"], ["y"], name="concat", axis=1)],
+        "step", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("state", TensorProto.FLOAT, [1, 4]),
+         helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])], [weight])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    feed = {"x": np.arange(4, dtype=np.float32)[None]}
+    state, y = run(to_fp16(model, KEPT_OPS), feed)
+    assert state.dtype == y.dtype == np.float32
+    np.testing.assert_array_equal(y, np.concatenate([feed["x"] / 2, feed["x"]], axis=1))
