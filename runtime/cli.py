@@ -192,7 +192,7 @@ def calibrate(args) -> None:
         raise LicrtError(f"licrt calibrate needs {', '.join(missing)}: pip install 'licrt[calibration]'")
     from licrt.calibration.calibrate import calibrate_bundle
     from licrt.calibration.policies import POLICIES
-    from licrt.calibration.report import crossing_report
+    from licrt.calibration.report import crossings
 
     from .bundle import DEFAULT_BUNDLE, Bundle
     from .codec import Codec
@@ -216,8 +216,8 @@ def calibrate(args) -> None:
           + ("the float32 bundle's, files cross between them" if shared else
              "its own (the entropy path changed): it decodes only its own files"))
     if images:
-        for line in crossing_report(Codec.open(source), Codec.open(calibrated), images[0]):
-            print(f"  {line}")
+        for crossing in crossings(Codec.open(source), Codec.open(calibrated), images[0]):
+            print(f"  {crossing.line()}")
 
 
 def build_engines(args) -> None:
