@@ -57,8 +57,8 @@ def calibrate_bundle(source: Bundle, precision: str, policy: Policy, out: Path, 
     """
     manifest = source.manifest
     if manifest.precision:
-        shown = ", ".join(f"{stage} {value}" for stage, value in sorted(manifest.precision.items()))
-        raise ExportError(f"bundle {source.root} is calibrated already ({shown}); calibrate its float32 bundle")
+        raise ExportError(f"bundle {source.root} is calibrated already ({manifest.reduced_precision}); calibrate "
+                          "its float32 bundle")
     if precision not in PRECISIONS:
         raise ExportError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
     check_target(out, force)

@@ -161,9 +161,12 @@ def model_from_bundle(bundle: Bundle, overrides: dict[str, str] | None = None):
     from the level's ``params.npz``.
 
     Raises:
-        ExportError: the codec is unknown to this licrt, or the weights do not fit it.
+        ExportError: the codec is unknown to this licrt, the bundle is calibrated, or the weights do not fit it.
     """
     manifest = bundle.manifest
+    if manifest.precision:  # its graphs hold quantised or rounded weights, under other names
+        raise ExportError(f"bundle {bundle.root} is calibrated ({manifest.reduced_precision}); export from its "
+                          "float32 bundle")
     config = registry.make_config(manifest.codec, manifest.config, overrides)
     # astype copies: the tensors own writable memory
     state = {key: torch.from_numpy(value.astype(np.float32 if value.dtype == np.float16 else value.dtype))

@@ -274,6 +274,11 @@ class Manifest:
         """The guard's band around every decision boundary, relative."""
         return self.guard_epsilon * self.guard_margin
 
+    @property
+    def reduced_precision(self) -> str:
+        """The stages not in float32 with their precision, e.g. ``g_a int8, g_s int8`` (empty: none)."""
+        return ", ".join(f"{stage} {value}" for stage, value in sorted(self.precision.items()))
+
     def coding_contract(self) -> bytes:
         """8 bytes naming everything that decides how a file's symbols are coded: the bucket shapes and padding,
         the schedule, quantisation, rounding and guard, the ẑ and ŷ tables, and the entropy-parameter path's

@@ -9,6 +9,7 @@ import pytest
 from licrt.calibration.calibrate import calibrate_bundle
 from licrt.export import registry
 from licrt.export.bundle_writer import write_bundle
+from licrt.export.checkpoint import model_from_bundle
 from licrt.calibration.policies import POLICIES
 from licrt.runtime import cli
 from licrt.runtime.bundle import Bundle
@@ -94,6 +95,8 @@ def test_refusals(int8_bundle, levels_bundle, tmp_path):
         calibrate_bundle(levels_bundle, "int8", POLICIES["transforms"], tmp_path / "none")
     with pytest.raises(ExportError, match="already exists"):
         calibrate_bundle(levels_bundle, "fp16", POLICIES["transforms"], int8_bundle.root)
+    with pytest.raises(ExportError, match="calibrated .*export from its float32 bundle"):
+        model_from_bundle(int8_bundle)
     assert not (tmp_path / "again").exists() and not (tmp_path / "none").exists()
 
 
