@@ -36,6 +36,8 @@ SENSITIVITY_FEEDS = 4
 
 @dataclass(frozen=True)
 class Calibrated:
+    """What :func:`calibrate_bundle` wrote."""
+
     manifest: Manifest
     #: INT8: per converted stage, the choice of float32 ops at each quality level (the bundle keeps the
     #: union of them at every level, since the levels share their graphs).
