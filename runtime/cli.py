@@ -361,6 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    interrupted, restore = _note_interrupts()
     try:
         args = build_parser().parse_args(argv)
         args.argv = argv
@@ -373,13 +374,36 @@ def main(argv: list[str] | None = None) -> int:
     except LicrtError as exc:
         print(f"licrt: error: {exc}", file=sys.stderr)
         return 1
-    except Exception as exc:
-        # Ctrl-C inside an extension's import (ONNX Runtime's) surfaces as that
-        # import failing, with the KeyboardInterrupt as its cause.
-        if not _interrupted(exc):
+    except BaseException as exc:
+        # Ctrl-C inside an extension's import surfaces as something else: ONNX Runtime's import fails with the
+        # KeyboardInterrupt as its cause, constriction's panics (a BaseException naming it).
+        if not (interrupted() or _interrupted(exc)):
             raise
         return _report_interruption()
+    finally:
+        restore()
     return 0
+
+
+def _note_interrupts():
+    """Note every Ctrl-C, then raise KeyboardInterrupt as Python does; returns (whether one came, a function
+    that puts Python's handler back). Where SIGINT is ignored (a background job), it stays ignored."""
+    import signal
+
+    received = []
+
+    def note(signum, frame):
+        received.append(signum)
+        signal.default_int_handler(signum, frame)
+
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is not signal.default_int_handler:
+        return (lambda: False), (lambda: None)
+    try:
+        signal.signal(signal.SIGINT, note)
+    except ValueError:  # not the main thread: only it receives signals
+        return (lambda: False), (lambda: None)
+    return (lambda: bool(received)), (lambda: signal.signal(signal.SIGINT, previous))
 
 
 def _report_interruption() -> int:

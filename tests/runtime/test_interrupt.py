@@ -1,5 +1,6 @@
 """Ctrl-C at any moment: exit status 130, one line, no output file."""
 
+import os
 import signal
 import subprocess
 import sys
@@ -25,8 +26,11 @@ def photo(tmp_path_factory):
 def test_ctrl_c_exits_130_with_one_line_and_no_output(photo, tmp_path, delay):
     """Early delays land in start-up (imports, opening the bundle), later ones in the stage graphs."""
     output = tmp_path / "photo.lic"
+    # A job started in the background (nohup, some CI runners) inherits SIGINT ignored, and so would licrt:
+    # give it the default disposition a terminal's process has.
     process = subprocess.Popen([sys.executable, "-m", "licrt.runtime.cli", "compress", str(photo), str(output)],
-                               cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     time.sleep(delay)
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=60)
@@ -48,6 +52,34 @@ def test_ctrl_c_inside_an_extensions_import_is_an_interruption(monkeypatch, caps
     monkeypatch.setattr(cli, "_open_codec", interrupted_import)
     assert cli.main(["compress", "in.png", "out.lic"]) == 130
     assert capsys.readouterr().err == "licrt: interrupted\n"
+
+
+def test_whatever_a_ctrl_c_turns_into_inside_an_extension_is_an_interruption(monkeypatch, capsys):
+    """constriction's import panics (a BaseException, no KeyboardInterrupt in its chain) when Ctrl-C lands in it."""
+    from licrt.runtime import cli
+
+    class Panic(BaseException):
+        pass
+
+    def interrupted_in_an_extension(args):
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
+        except KeyboardInterrupt:
+            pass
+        raise Panic("Failed to access NumPy array API capsule")
+
+    monkeypatch.setattr(cli, "_open_codec", interrupted_in_an_extension)
+    assert cli.main(["compress", "in.png", "out.lic"]) == 130
+    assert capsys.readouterr().err == "licrt: interrupted\n"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Python's handler is back
+
+    def panics(args):
+        raise Panic("not an interruption")
+
+    monkeypatch.setattr(cli, "_open_codec", panics)
+    with pytest.raises(Panic):
+        cli.main(["compress", "in.png", "out.lic"])
 
 
 def test_ctrl_c_inside_eval_still_exits_130(tmp_path):
