@@ -25,6 +25,9 @@ from licrt.runtime.images import read_image
 
 #: The most runs of one graph kept (a raster step runs once per position: its first runs are enough).
 MAX_RUNS_PER_GRAPH = 256
+#: The most bytes of inputs kept in all, whatever the images' size: beyond it, only graphs without a run yet
+#: keep one (32 Kodak-size images at three levels keep ~0.6 GiB of g_a, h_a and g_s inputs).
+MAX_CAPTURED_BYTES = 2**31
 #: Feeds of one stage graph, by (quality level index, stage, bucket name).
 Feeds = dict[tuple[int, str, str], list[dict[str, np.ndarray]]]
 
@@ -42,13 +45,17 @@ def capture_feeds(bundle: Bundle, images: Sequence[Path], stages: Collection[str
     buckets = {(name, tuple(spec.shape for spec in graph.inputs)): bucket.name
                for bucket in bundle.manifest.buckets for name, graph in bucket.stages.items()}
     feeds: Feeds = defaultdict(list)
+    captured = 0
 
     def record(stage: str, feed: dict[str, np.ndarray], run):
+        nonlocal captured
         if stage in stages:
             bucket = buckets[stage, tuple(feed[spec].shape for spec in _input_names(bundle, stage))]
             runs = feeds[level, stage, bucket]
-            if len(runs) < MAX_RUNS_PER_GRAPH:
+            size = sum(value.nbytes for value in feed.values())
+            if len(runs) < MAX_RUNS_PER_GRAPH and (not runs or captured + size <= MAX_CAPTURED_BYTES):
                 runs.append({name: np.array(value) for name, value in feed.items()})  # the pipeline reuses them
+                captured += size
         return run(feed)
 
     codec = Codec.open(bundle, backend=WatchedBackend(open_backend("onnxruntime"), record))

@@ -6,6 +6,7 @@ import numpy as np
 import onnx
 import pytest
 
+from licrt.calibration import capture
 from licrt.calibration.calibrate import calibrate_bundle
 from licrt.export import registry
 from licrt.export.bundle_writer import write_bundle
@@ -133,3 +134,14 @@ def test_entroformer_int8_keeps_gdn_pools_and_top_k_attention_float(tmp_path):
     image = load_image("house_96x64.png")
     decoded = Codec.open(source).decompress(Codec.open(int8).compress(image))
     assert decoded.shape == image.shape
+
+
+def test_captured_inputs_are_bounded_in_bytes_and_every_graph_keeps_one_run(levels_bundle, monkeypatch):
+    monkeypatch.setattr(capture, "MAX_CAPTURED_BYTES", 1)
+    bounded = capture.capture_feeds(levels_bundle, IMAGES, ["g_a", "g_s"], progress=False)
+    assert sorted(bounded.feeds) == [(level, stage, "128x128") for level in (0, 1) for stage in ("g_a", "g_s")]
+    assert all(len(runs) == 1 for runs in bounded.feeds.values())
+    monkeypatch.undo()
+    unbounded = capture.capture_feeds(levels_bundle, IMAGES, ["g_a"], progress=False)
+    assert all(len(runs) > 1 for runs in unbounded.feeds.values())  # every image, every tile
+    assert len(bounded.distortion) == 2 and 0 < bounded.distortion[0] < 1
