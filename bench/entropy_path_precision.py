@@ -25,10 +25,9 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import onnxruntime
 
 from licrt.calibration.capture import capture_feeds
-from licrt.calibration.graph_precision import activation_ranges, quantize_int8, to_fp16
+from licrt.calibration.graph_precision import activation_ranges, quantize_int8, run_on_cpu, to_fp16
 from licrt.calibration.policies import FP32_OPS, INT8_OPS
 from licrt.export.weights import load_graph
 from licrt.runtime import Codec
@@ -55,9 +54,9 @@ def relative_differences(bundle: Bundle, images: list[Path]) -> dict:
             model = load_graph(bundle.at_level(level), bucket.stages[stage])
             converted = {"fp16": to_fp16(model, FP32_OPS),
                          "int8": quantize_int8(model, activation_ranges(model, runs, INT8_OPS), INT8_OPS)}
-            reference = _run(model, runs)
+            reference = run_on_cpu(model, runs)
             for precision, graph in converted.items():
-                for expected, actual in zip(reference, _run(graph, runs), strict=True):
+                for expected, actual in zip(reference, run_on_cpu(graph, runs), strict=True):
                     for b, a in zip(expected, actual, strict=True):
                         if np.issubdtype(b.dtype, np.floating):
                             differences[precision].append((np.abs(a - b) / np.maximum(np.abs(b), 1e-12)).ravel())
@@ -87,11 +86,6 @@ def guard_cost(bundle: Bundle, images: list[Path], epsilons: list[float]) -> lis
             rows.append({"epsilon": epsilon, "bytes": sizes, "side_stream_bytes": side,
                          "side_streams_percent_of_file": 100 * side / sizes})
     return rows
-
-
-def _run(model, feeds):
-    session = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    return [session.run(None, feed) for feed in feeds]
 
 
 def main(argv=None) -> int:

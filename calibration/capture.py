@@ -44,13 +44,14 @@ def capture_feeds(bundle: Bundle, images: Sequence[Path], stages: Collection[str
     """The inputs of the named stages over every image at every quality level of the bundle."""
     buckets = {(name, tuple(spec.shape for spec in graph.inputs)): bucket.name
                for bucket in bundle.manifest.buckets for name, graph in bucket.stages.items()}
+    inputs = {name: [spec.name for spec in graph.inputs] for name, graph in bundle.manifest.buckets[0].stages.items()}
     feeds: Feeds = defaultdict(list)
     captured = 0
 
     def record(stage: str, feed: dict[str, np.ndarray], run):
         nonlocal captured
         if stage in stages:
-            bucket = buckets[stage, tuple(feed[spec].shape for spec in _input_names(bundle, stage))]
+            bucket = buckets[stage, tuple(feed[name].shape for name in inputs[stage])]
             runs = feeds[level, stage, bucket]
             size = sum(value.nbytes for value in feed.values())
             if len(runs) < MAX_RUNS_PER_GRAPH and (not runs or captured + size <= MAX_CAPTURED_BYTES):
@@ -73,6 +74,3 @@ def capture_feeds(bundle: Bundle, images: Sequence[Path], stages: Collection[str
             distortion.append(float(np.mean(errors)))
     return Capture(dict(feeds), distortion)
 
-
-def _input_names(bundle: Bundle, stage: str) -> list[str]:
-    return [spec.name for spec in bundle.manifest.buckets[0].stages[stage].inputs]

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnxruntime
 from onnx import TensorProto, helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 from onnxconverter_common import float16
@@ -76,12 +77,13 @@ def fold_constants(model: onnx.ModelProto) -> None:
 
 def _folded(node: onnx.NodeProto, constants: dict[str, np.ndarray]) -> list[np.ndarray] | None:
     """The node's outputs if it computes from constants alone without growing, else None."""
-    if node.domain not in ("", "ai.onnx") or not all(name in constants for name in node.input if name):
+    inputs = [name for name in node.input if name]  # "" marks an omitted optional input
+    if node.domain not in ("", "ai.onnx") or not all(name in constants for name in inputs):
         return None
     if not node.input and node.op_type != "Constant":
         return None
-    outputs = ReferenceEvaluator(node).run(None, {name: constants[name] for name in node.input if name})
-    size = sum(constants[name].nbytes for name in node.input if name)
+    outputs = ReferenceEvaluator(node).run(None, {name: constants[name] for name in inputs})
+    size = sum(constants[name].nbytes for name in inputs)
     if node.op_type != "Constant" and sum(np.asarray(value).nbytes for value in outputs) > 2 * size + 4096:
         return None
     return outputs
@@ -149,6 +151,12 @@ def activation_ranges(model: onnx.ModelProto, feeds: Iterable[dict[str, np.ndarr
         computed = _calibrate(path, quantized_ops, feeds)
     # The calibrator also records tensors of the op types that are not quantised, and outputs.
     return {name: (computed[name].range_value[0].item(), computed[name].range_value[1].item()) for name in names}
+
+
+def run_on_cpu(model: onnx.ModelProto, feeds: Iterable[dict[str, np.ndarray]]) -> list[list[np.ndarray]]:
+    """Every output of the graph for each feed, run by ONNX Runtime on the CPU (one session for them all)."""
+    session = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return [session.run(None, feed) for feed in feeds]
 
 
 def merge_ranges(ranges: Iterable[Ranges]) -> Ranges:

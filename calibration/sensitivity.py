@@ -21,9 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import onnx
-import onnxruntime
 
-from .graph_precision import Ranges, quantizable_nodes, quantize_int8
+from .graph_precision import Ranges, quantizable_nodes, quantize_int8, run_on_cpu
 from .policies import DEFAULT_BUDGET
 
 #: The variance of rounding to integers: what coding a latent adds to it.
@@ -44,12 +43,12 @@ def choose_float_ops(model: onnx.ModelProto, ranges: Ranges, feeds: Sequence[dic
                      ops: Collection[str], noise_floor: float, budget: float = DEFAULT_BUDGET) -> Choice:
     """The fewest weighted ops to keep float32 for the stage's INT8 noise to stay within budget × noise_floor
     (mean squared error of its outputs over feeds)."""
-    reference = _run(model, feeds)
+    reference = run_on_cpu(model, feeds)
 
     def noise(keep_float: Collection[str]) -> float:
-        outputs = _run(quantize_int8(model, ranges, ops, keep_float), feeds)
-        errors = [np.mean((actual - expected) ** 2) for run, runs in zip(outputs, reference, strict=True)
-                  for actual, expected in zip(run, runs, strict=True)]
+        outputs = run_on_cpu(quantize_int8(model, ranges, ops, keep_float), feeds)
+        errors = [np.mean((actual - expected) ** 2) for quantized, exact in zip(outputs, reference, strict=True)
+                  for actual, expected in zip(quantized, exact, strict=True)]
         return float(np.mean(errors)) / noise_floor
 
     nodes = quantizable_nodes(model, ops)
@@ -67,7 +66,3 @@ def choose_float_ops(model: onnx.ModelProto, ranges: Ranges, feeds: Sequence[dic
         measured = noise(kept)
     return Choice(tuple(kept), len(nodes) - len(kept), measured)
 
-
-def _run(model: onnx.ModelProto, feeds: Sequence[dict[str, np.ndarray]]) -> list[list[np.ndarray]]:
-    session = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    return [session.run(None, feed) for feed in feeds]
