@@ -25,6 +25,7 @@ from torch import nn
 from licrt.runtime.guard import grid_means
 from licrt.runtime.manifest import Padding
 from licrt.runtime.schedule import RASTER_POSITION, RASTER_ROW_INDEX, CodingSchedule, ContextStep
+from licrt.runtime.tiling import ImageArea
 
 from .entropy_models import SCALE_TABLE, add_uniform_noise, gaussian_likelihood, ste_round
 
@@ -119,6 +120,7 @@ class HyperpriorCodec(nn.Module, ABC):
         sources: dict[str, torch.Tensor],
         exact: bool,
         visit: Callable[[ContextStep, dict, dict, torch.Tensor], None] | None = None,
+        in_image: np.ndarray | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Build ŷ pass by pass, as the runtime does.
 
@@ -130,6 +132,8 @@ class HyperpriorCodec(nn.Module, ABC):
                 outputs, index), where ``outputs`` also holds the run's ``y_hat``
                 and ``outputs[name][0][index]`` are the coded elements in the
                 runtime's order (channel-major).
+            in_image: (h, w) mask of the positions coded, those whose pixels overlap the image (None: all);
+                ŷ is zero elsewhere.
 
         Returns:
             ŷ, and the scales and means of every element of y (of the
@@ -141,13 +145,14 @@ class HyperpriorCodec(nn.Module, ABC):
         scales_all, means_all = torch.zeros_like(y), torch.zeros_like(y)
         for step in self.schedule.steps:
             state["y_hat"] = y_hat
+            mask = step.position_mask(*y.shape[2:]) & (True if in_image is None else in_image)
             if step.raster:
-                y_hat = self._walk_raster(step, y, state, exact, visit)
+                y_hat = self._walk_raster(step, mask, y, state, exact, visit)
                 continue
             inputs = {name: state[name] for name in step.reads}
             outputs = self.context_step(step, inputs)
             state.update({name: outputs[name] for name in step.writes})
-            mask = torch.from_numpy(step.position_mask(*y.shape[2:])).to(y.device)
+            mask = torch.from_numpy(mask).to(y.device)
             channels = slice(*step.channels)
             coded = self.quantize_latent(y[:, channels], outputs["means"], exact)
             y_hat = _merge(y_hat, coded, channels, mask)
@@ -157,15 +162,15 @@ class HyperpriorCodec(nn.Module, ABC):
                 visit(step, inputs, {**outputs, "y_hat": coded}, (slice(None), mask))
         return y_hat, scales_all, means_all
 
-    def _walk_raster(self, step, y, state, exact, visit) -> torch.Tensor:
-        """One graph run per position, in raster order, with the step's caches."""
+    def _walk_raster(self, step, mask, y, state, exact, visit) -> torch.Tensor:
+        """One graph run per coded position (``mask``), in raster order, with the step's caches."""
         start, stop = step.channels
         width = y.shape[3]
         y_hat = state["y_hat"].clone()
         caches = self.initial_caches(step, y)
         # ŷ and the caches are updated in place: a run reads neither the position
         # it codes nor the cache row it returns, so its recorded inputs stay valid.
-        for position in range(y.shape[2] * width):
+        for position in np.flatnonzero(mask).tolist():
             i, j = divmod(position, width)
             available = {**state, "y_hat": y_hat, RASTER_POSITION: torch.tensor([position]), **caches}
             inputs = {name: available[name] for name in step.graph_inputs}
@@ -190,15 +195,18 @@ class HyperpriorCodec(nn.Module, ABC):
         return {"x_hat": self.synthesis(y_hat), "likelihoods": {"y": y_likelihood, "z": z_likelihood}}
 
     @torch.no_grad()
-    def reference(self, x: torch.Tensor, record: bool = False) -> ReferenceResult:
-        """Code one image (1, 3, H, W) exactly as the runtime does, in PyTorch."""
+    def reference(self, x: torch.Tensor, record: bool = False, area: ImageArea | None = None) -> ReferenceResult:
+        """Code one padded tile (1, 3, H, W) exactly as the runtime does, in PyTorch, the image lying in
+        ``area`` of it (None: all of it)."""
         stages: dict[str, tuple[dict, dict]] = {}
         y = self.analysis(x)
         z = self.hyper_analysis(y)
-        z_hat = self.quantize_hyper(z)
+        z_coded = np.ones(z.shape[2:], bool) if area is None else area.latent_mask(*z.shape[2:])
+        y_coded = None if area is None else area.latent_mask(*y.shape[2:])
+        z_hat = self.quantize_hyper(z) * torch.from_numpy(z_coded).to(z.device)
         sources = self.hyper_synthesis(z_hat)
-        symbols = [z_hat.flatten().to(torch.int32).cpu().numpy()]
-        bits = [float(-torch.log2(self.z_prior.likelihood(z_hat)).sum())]
+        symbols = [z_hat[0][:, z_coded].flatten().to(torch.int32).cpu().numpy()]
+        bits = [float(-torch.log2(self.z_prior.likelihood(z_hat)[0][:, z_coded]).sum())]
 
         step_symbols: dict[str, list[np.ndarray]] = {s.name: [] for s in self.schedule.steps}
         step_bits = dict.fromkeys(step_symbols, 0.0)
@@ -210,7 +218,7 @@ class HyperpriorCodec(nn.Module, ABC):
             if record:  # a raster step keeps its last run: the one with full caches
                 stages[step.name] = (dict(inputs), {k: outputs[k] for k in step.graph_outputs})
 
-        y_hat, _, _ = self.walk_schedule(y, sources, exact=True, visit=visit)
+        y_hat, _, _ = self.walk_schedule(y, sources, exact=True, visit=visit, in_image=y_coded)
         symbols += [np.concatenate(step_symbols[name]) for name in step_symbols]
         bits += list(step_bits.values())
         x_hat = self.synthesis(y_hat)

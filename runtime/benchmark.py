@@ -23,7 +23,7 @@ import platform
 import statistics
 import sys
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from importlib.util import find_spec
@@ -177,7 +177,7 @@ def _serve(connection, contestant: Contestant, images: list[Path], quality: int 
     except (LicrtError, OSError) as exc:
         connection.send({"error": str(exc)})
         return
-    buckets = [choose_grid(*image.shape[:2], bundle.bucket_shapes) for image in pixels]
+    grids = [choose_grid(*image.shape[:2], bundle.bucket_shapes) for image in pixels]
 
     def run(index: int) -> dict:
         start = time.perf_counter()
@@ -186,9 +186,9 @@ def _serve(connection, contestant: Contestant, images: list[Path], quality: int 
         start = time.perf_counter()
         codec.decompress(data)
         decompress = clock.take(time.perf_counter() - start)
-        grid = buckets[index]
+        names = [bundle.manifest.buckets[bucket].name for bucket in grids[index].buckets]
         return {"seconds": (compress["total_ms"] + decompress["total_ms"]) / 1e3, "bytes": len(data),
-                "bucket": bundle.manifest.buckets[grid.bucket].name, "tiles": grid.rows * grid.cols,
+                "buckets": dict(Counter(names)), "tiles": len(names),
                 "pixels": pixels[index].shape[0] * pixels[index].shape[1], "compress": compress,
                 "decompress": decompress}
 
@@ -201,10 +201,10 @@ def _serve(connection, contestant: Contestant, images: list[Path], quality: int 
         try:
             result = run(index)
             if command == "first":  # load every other bucket's graphs too, untimed: rounds time warm runs only
-                seen = {buckets[index].bucket}
-                for running, grid in enumerate(buckets):
-                    if grid.bucket not in seen:
-                        seen.add(grid.bucket)
+                seen = set(grids[index].buckets)
+                for running, grid in enumerate(grids):
+                    if not seen.issuperset(grid.buckets):
+                        seen.update(grid.buckets)
                         run(running)
         except LicrtError as exc:
             connection.send({"error": f"{images[running].name}: {exc}"})
@@ -226,7 +226,7 @@ def _summary(contestant: Contestant, facts: dict, samples: list[list[dict]], pea
     """Medians over the rounds, per image and summed over the images."""
     per_image = []
     for runs in samples:
-        row = {key: runs[0][key] for key in ("bytes", "bucket", "tiles", "pixels")}
+        row = {key: runs[0][key] for key in ("bytes", "buckets", "tiles", "pixels")}
         for direction in ("compress", "decompress"):
             stages = {name for run in runs for name in run[direction]["stages"]}
             row[direction] = {
@@ -259,7 +259,8 @@ def _transform_efficiency(contestant: Contestant, per_image: list[dict], peak: f
     buckets = {bucket.name: bucket for bucket in bundle.manifest.buckets}
     result = {}
     for stage, direction in (("g_a", "compress"), ("g_s", "decompress")):
-        macs = sum(row["tiles"] * stage_macs(bundle, buckets[row["bucket"]].stages[stage]) for row in per_image)
+        macs = sum(count * stage_macs(bundle, buckets[name].stages[stage])
+                   for row in per_image for name, count in row["buckets"].items())
         ms = sum(row[direction]["stages_ms"].get(stage, 0.0) for row in per_image)
         if ms:
             rate = macs / ms / 1e6

@@ -89,7 +89,7 @@ def info(args) -> None:
             ("size", f"{size:,} bytes, {8 * size / (header.height * header.width):.4f} bpp"),
             ("image", f"{header.width}x{header.height} {'gray' if header.gray else 'RGB'}"
                       + (f", ICC profile {len(header.icc_profile):,} bytes" if header.icc_profile else "")),
-            ("tiles", f"{header.tile_rows}x{header.tile_cols} (bucket {header.bucket})"),
+            ("tiles", f"{header.tile_rows}x{header.tile_cols}"),
             ("coding contract", header.contract.hex()),
             ("encoder profile", header.profile),
         ]
@@ -106,6 +106,10 @@ def info(args) -> None:
         side = report.side_bits / 8
         estimate = sum(report.bits_per_pass.values()) / 8 + side
         coded = size - report.container.framing
+        grid = report.grid
+        padded = grid.coded_pixels / (header.height * header.width)
+        rows[3] = ("tiles", f"{grid.rows}x{grid.cols}, rows {'+'.join(map(str, grid.row_heights))} by columns "
+                            f"{'+'.join(map(str, grid.col_widths))} pixels ({padded:.2f}× the image's pixels)")
         rows += [
             ("framing", f"{report.container.framing:,} bytes (header and per-tile sections)"),
             ("codec", f"{codec.bundle.manifest.codec} ({codec.bundle.root})"),

@@ -27,7 +27,7 @@ from .errors import BitstreamError, ImageError, LicrtError
 from .images import Photo, read_photo
 from .limits import Limits
 from .scheduler import TileCoder
-from .tiling import TileGrid, choose_grid, crop, pad
+from .tiling import ImageArea, Tile, TileGrid, choose_grid, crop, image_area, pad
 
 #: Ends the profile a file records when it was encoded without the guard.
 UNGUARDED = " guard=off"
@@ -115,6 +115,12 @@ class Codec:
                                                           self.guard)
         return self._coders[level, bucket_index]
 
+    def _tiles(self, grid: TileGrid, level: int) -> list[tuple[Tile, ImageArea, TileCoder]]:
+        """Every tile of a grid, row-major, with where the image lies in it and its coder."""
+        padding = self.bundle.manifest.padding
+        return [(tile, image_area(tile.rows.stop - tile.rows.start, tile.cols.stop - tile.cols.start, tile.shape,
+                                  padding), self._coder(level, tile.bucket)) for tile in grid.tiles()]
+
     def _grid(self, height: int, width: int, what: str) -> TileGrid:
         """The tile grid of an image, within the limits."""
         self.limits.check_pixels(height, width, what)
@@ -149,14 +155,14 @@ class Codec:
         pixels = photo.rgb
         height, width = pixels.shape[:2]
         grid = self._grid(height, width, "the image")
-        coder = self._coder(level, grid.bucket)
         padding = self.bundle.manifest.padding
+        tiles = self._tiles(grid, level)
         sections = []
-        with _progress(coder, grid, progress, "compress", coder.runs(encode=True)):
-            for rows, cols in grid.regions():
-                tile = pad(pixels[rows, cols], grid.tile_height, grid.tile_width, padding)
-                x = (tile.transpose(2, 0, 1)[None] / np.float32(255)).astype(np.float32)
-                coded = coder.encode(x)
+        with _progress(tiles, progress, "compress", encode=True):
+            for tile, area, coder in tiles:
+                padded = pad(pixels[tile.rows, tile.cols], *tile.shape, padding)
+                x = (padded.transpose(2, 0, 1)[None] / np.float32(255)).astype(np.float32)
+                coded = coder.encode(x, area)
                 sections.append(TileSection(coded.payload, coded.digests))
         header = Header(
             contract=self.bundle.contract,
@@ -200,14 +206,13 @@ class Codec:
         # Pages of the image are committed as tiles are written into it.
         image = np.empty((grid.height, grid.width, 1 if header.gray else 3), dtype=np.uint8)
         padding = self.bundle.manifest.padding
-        for (rows, cols), coded in self._decode_tiles(container, grid, progress, reconstruct=True):
+        for tile, coded in self._decode_tiles(container, grid, progress, reconstruct=True):
             x_hat = np.clip(coded.x_hat[0], 0.0, 1.0)
             if header.gray:
                 x_hat = x_hat.mean(axis=0, keepdims=True)
-            tile = np.rint(x_hat * 255).astype(np.uint8)
-            image[rows, cols] = crop(
-                tile.transpose(1, 2, 0), rows.stop - rows.start, cols.stop - cols.start, padding
-            )
+            rows, cols = tile.rows, tile.cols
+            pixels = np.rint(x_hat * 255).astype(np.uint8).transpose(1, 2, 0)
+            image[rows, cols] = crop(pixels, rows.stop - rows.start, cols.stop - cols.start, padding)
         return Photo(image[..., 0] if header.gray else image, header.icc_profile)
 
     def inspect(self, data: bytes | str | Path) -> FileReport:
@@ -255,9 +260,8 @@ class Codec:
         if isinstance(data, (str, Path)):
             with open_compressed(data) as (file, header, size):
                 grid = self._check_header(header)
-                largest = header.size + grid.rows * grid.cols * (
-                    section_framing(header.passes) + self._coder(header.level, grid.bucket).max_payload
-                )
+                largest = header.size + sum(section_framing(header.passes) + coder.max_payload
+                                            for _, _, coder in self._tiles(grid, header.level))
                 if size > largest:
                     raise BitstreamError(f"the file holds {size:,} bytes, more than its header allows "
                                          f"({largest:,} at most)")
@@ -267,12 +271,11 @@ class Codec:
             data = bytes(data)
             header = Header.from_bytes(data)
             grid = self._check_header(header)
-        max_payload = self._coder(header.level, grid.bucket).max_payload
+        max_payload = max(self._coder(header.level, bucket).max_payload for bucket in set(grid.buckets))
         return Container.from_bytes(data, header, max_payload=max_payload), grid
 
     def _decode_tiles(self, container: Container, grid: TileGrid, progress: bool, reconstruct: bool):
-        """Yield (image region, decoded tile) for every tile, row-major."""
-        coder = self._coder(container.header.level, grid.bucket)
+        """Yield (tile, its decoding) for every tile, row-major."""
         encoder, decoder = container.header.profile, self.backend.profile
         epsilon = self.bundle.manifest.guard_epsilon
         if encoder.endswith(UNGUARDED):
@@ -286,14 +289,14 @@ class Codec:
             note = (f"The file was encoded under '{encoder}'; this decoder runs '{decoder}', whose floats differ from "
                     f"the encoder's by more than the bundle's guard covers (ε = {epsilon:g}): decode it with a "
                     "backend closer to the encoder's.")
-        tiles = container.header.tiles
-        with _progress(coder, grid, progress, "decompress", coder.runs(encode=False, reconstruct=reconstruct)):
-            for index, (region, section) in enumerate(zip(grid.regions(), container.sections, strict=True)):
+        tiles = self._tiles(grid, container.header.level)
+        with _progress(tiles, progress, "decompress", encode=False, reconstruct=reconstruct):
+            for index, ((tile, area, coder), section) in enumerate(zip(tiles, container.sections, strict=True)):
                 try:
-                    coded = coder.decode(section.payload, section.digests, note, reconstruct=reconstruct)
+                    coded = coder.decode(section.payload, section.digests, note, reconstruct, area)
                 except BitstreamError as exc:
-                    raise type(exc)(f"tile {index + 1} of {tiles}: {exc}") from None
-                yield region, coded
+                    raise type(exc)(f"tile {index + 1} of {len(tiles)}: {exc}") from None
+                yield tile, coded
 
 
 @contextmanager
@@ -316,17 +319,21 @@ def open_compressed(path: str | Path) -> Iterator[tuple[BinaryIO, Header, int]]:
 
 
 @contextmanager
-def _progress(coder, grid: TileGrid, enabled: bool, what: str, runs_per_tile: int) -> Iterator[None]:
+def _progress(tiles: list[tuple[Tile, ImageArea, TileCoder]], enabled: bool, what: str, encode: bool,
+              reconstruct: bool = True) -> Iterator[None]:
     """A progress bar over every stage graph run of every tile, so a single large tile shows progress too; on
     a terminal only (``disable=None``), so that scripts and logs get error lines alone."""
-    tiles = grid.rows * grid.cols
-    with tqdm(total=tiles * runs_per_tile, desc=f"{what} ({tiles} tile{'s' * (tiles > 1)})", unit="run",
+    runs = sum(coder.runs(encode, reconstruct, area) for _, area, coder in tiles)
+    coders = {id(coder): coder for _, _, coder in tiles}.values()
+    with tqdm(total=runs, desc=f"{what} ({len(tiles)} tile{'s' * (len(tiles) > 1)})", unit="run",
               disable=None if enabled else True) as bar:
-        coder.on_run = bar.update
+        for coder in coders:
+            coder.on_run = bar.update
         try:
             yield
         finally:
-            coder.on_run = None
+            for coder in coders:
+                coder.on_run = None
 
 
 __all__ = ["Codec", "FileReport", "open_compressed"]

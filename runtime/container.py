@@ -1,11 +1,11 @@
-"""The licrt bitstream container, format version 5.
+"""The licrt bitstream container, format version 6.
 
 Byte layout (integers big-endian)::
 
     offset  size  field
     0       8     magic  89 'L' 'I' 'C' 0D 0A 1A 0A  (PNG-style: catches text-mode
                   transfers and truncation to 7 bits)
-    8       1     container format version (5)
+    8       1     container format version (6)
     9       8     coding contract: what the decoding bundle must share with the
                   encoder's (see licrt.runtime.manifest.Manifest.coding_contract)
     17      1     quality level: index into the bundle's levels (weights and tables)
@@ -28,7 +28,9 @@ Byte layout (integers big-endian)::
                            coding decisions, low 16 bits
                     L      payload: one range-coder stream, little-endian u32
                            words: ẑ, then per schedule step its side stream
-                           (see licrt.runtime.guard) and its symbols
+                           (see licrt.runtime.guard) and its symbols; only
+                           the latents whose pixels overlap the image are
+                           coded (see licrt.runtime.tiling.ImageArea)
                     4      section check: CRC-32 of the section's bytes above,
                            continued from the previous check (the header check
                            for the first tile)
@@ -47,7 +49,7 @@ wrong image; instead it stops with an error naming the pass and both
 profiles. The profile is there for that message; it does not decide whether
 a file decodes.
 
-Files of formats 1 to 4 are refused with a message that says which licrt
+Files of formats 1 to 5 are refused with a message that says which licrt
 reads them.
 
 Every read is bounds-checked; any inconsistency raises :class:`BitstreamError`.
@@ -69,8 +71,9 @@ _READ_BY = {1: "format 2 binds every tile to its place; decode it with licrt 0.1
             2: "format 3 decodes on any backend; decode it with licrt 0.2",
             3: "format 4 records the quality level, gray images and ICC profiles; decode it with licrt 0.3",
             4: "format 5 names the coding contract, so that bundles calibrated from one another decode each "
-               "other's files; decode it with licrt 0.4"}
-VERSION = 5
+               "other's files; decode it with licrt 0.4",
+            5: "format 6 codes only the latents of the image, not those of its padding; decode it with licrt 0.5"}
+VERSION = 6
 _FIELDS = struct.Struct(">8sB8sBIIBHHBBBI")
 _U32 = struct.Struct(">I")
 #: The longest profile a header can hold (its length is one byte).

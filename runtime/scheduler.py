@@ -14,6 +14,10 @@ them take identical coding decisions all the same::
                             ─► decisions ─► decode, ŷ += …
              ŷ ─g_s─► x̂
 
+Only the latents whose pixels overlap the image are coded (the tile's
+:class:`~licrt.runtime.tiling.ImageArea`): the others are zero on both sides,
+in ẑ and ŷ alike, and a raster pass does not run at their positions.
+
 Nothing here depends on the codec: stage names, tensor names and the passes
 all come from the manifest.
 """
@@ -36,6 +40,7 @@ from .errors import BackendError, BitstreamError
 from .manifest import Bucket
 from .backends.base import Backend, StageRunner
 from .schedule import RASTER_POSITION, RASTER_ROW_INDEX
+from .tiling import ImageArea
 
 
 @dataclass
@@ -68,6 +73,19 @@ class CodedTile:
     passes: list[CodedPass] = field(repr=False)
     #: Reconstruction (1, 3, H, W) float32, set by decoding.
     x_hat: np.ndarray | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """What a tile codes: the latents whose pixels overlap the image (see :class:`licrt.runtime.tiling.ImageArea`)."""
+
+    #: (h, w) mask of the coded ẑ positions, and the table row of each coded ẑ symbol (channel-major).
+    z_coded: np.ndarray
+    z_rows: np.ndarray
+    #: Per step: the (h, w) mask of the positions it codes, and its number of coding decisions (what its side
+    #: stream's positions index).
+    masks: dict[str, np.ndarray]
+    decisions: dict[str, int]
 
 
 @dataclass
@@ -126,20 +144,30 @@ class TileCoder:
         (z_spec,) = bucket.stages["h_s"].inputs
         (y_spec,) = bucket.stages["g_s"].inputs
         self.z_shape, self.y_shape = z_spec.shape, y_spec.shape
-        height, width = self.y_shape[2:]
-        self._masks = {s.name: s.position_mask(height, width) for s in self.schedule.steps}
-        #: Decisions per pass: what its side stream's positions index.
-        self._decisions = {s.name: self.guard.kinds * (s.channels[1] - s.channels[0]) * int(self._masks[s.name].sum())
-                           for s in self.schedule.steps}
+        self._layouts: dict[ImageArea | None, _Layout] = {}
+        whole = self._layout(None)
         #: The most bytes a tile's payload can hold: what the coder writes at most for its symbols and side streams.
         self.max_payload = max_coded_bytes(math.prod(self.z_shape) + math.prod(self.y_shape)) + sum(
-            max_side_stream_bytes(size) for size in self._decisions.values())
-        self._z_rows = np.broadcast_to(
-            np.arange(self.z_shape[1], dtype=np.int16)[:, None, None], self.z_shape[1:]
-        ).ravel()
+            max_side_stream_bytes(size) for size in whole.decisions.values())
         self._input_shapes = {
             s.name: {spec.name: spec.shape for spec in bucket.stages[s.name].inputs} for s in self.schedule.steps
         }
+
+    def _layout(self, area: ImageArea | None) -> _Layout:
+        """What a tile codes when its image lies in ``area`` (None: the whole tile)."""
+        if area not in self._layouts:
+            (z_rows, z_cols), (y_rows, y_cols) = self.z_shape[2:], self.y_shape[2:]
+            z_coded = np.ones((z_rows, z_cols), bool) if area is None else area.latent_mask(z_rows, z_cols)
+            y_coded = np.ones((y_rows, y_cols), bool) if area is None else area.latent_mask(y_rows, y_cols)
+            masks = {step.name: step.position_mask(y_rows, y_cols) & y_coded for step in self.schedule.steps}
+            self._layouts[area] = _Layout(
+                z_coded,
+                np.repeat(np.arange(self.z_shape[1], dtype=np.int16), int(z_coded.sum())),
+                masks,
+                {step.name: self.guard.kinds * (step.channels[1] - step.channels[0]) * int(masks[step.name].sum())
+                 for step in self.schedule.steps},
+            )
+        return self._layouts[area]
 
     def _runner(self, stage: str) -> StageRunner:
         if stage not in self._runners:
@@ -156,11 +184,11 @@ class TileCoder:
         if self.on_run is not None:
             self.on_run()
 
-    def runs(self, encode: bool, reconstruct: bool = True) -> int:
-        """Stage graph runs per tile: g_a and h_a to encode, h_s, each pass (a raster pass once per
+    def runs(self, encode: bool, reconstruct: bool = True, area: ImageArea | None = None) -> int:
+        """Stage graph runs per tile: g_a and h_a to encode, h_s, each pass (a raster pass once per coded
         position), and g_s to reconstruct."""
-        height, width = self.y_shape[2:]
-        passes = sum(height * width if step.raster else 1 for step in self.schedule.steps)
+        masks = self._layout(area).masks
+        passes = sum(int(masks[step.name].sum()) if step.raster else 1 for step in self.schedule.steps)
         return 1 + passes + (2 if encode else int(reconstruct))
 
     def _round(self, values: np.ndarray) -> np.ndarray:
@@ -171,9 +199,10 @@ class TileCoder:
             rounded = np.clip(rounded, *manifest.symbol_range)
         return rounded
 
-    def _passes(self, state: dict[str, np.ndarray], code: Callable, batches: list,
+    def _passes(self, layout: _Layout, state: dict[str, np.ndarray], code: Callable, batches: list,
                 read_side: Callable[[int], np.ndarray] | None = None) -> Iterator[CodedPass]:
-        """Walk the schedule, filling ``state["y_hat"]``; yields each step's :class:`CodedPass`.
+        """Walk the schedule, filling ``state["y_hat"]`` where the layout codes; yields each step's
+        :class:`CodedPass`.
 
         Args:
             code: ``code(index, rows, centers) -> symbols`` gives the symbols
@@ -189,7 +218,7 @@ class TileCoder:
                 their side stream goes before the pass's symbols.
         """
         for step in self.schedule.steps:
-            size = self._decisions[step.name]
+            size = layout.decisions[step.name]
             side_at = len(batches)
             walk = _PassWalk(read_side(size) if read_side is not None else None,
                              record=read_side is None and self.record_near)
@@ -201,10 +230,10 @@ class TileCoder:
             if not step.raster:
                 outputs = self._run(step.name, {name: state[name] for name in step.reads})
                 state.update({name: outputs[name] for name in step.writes})
-                mask = self._masks[step.name]
+                mask = layout.masks[step.name]
                 decide(outputs["scales"][0][:, mask], outputs["means"][0][:, mask], (slice(start, stop), mask))
             else:
-                self._raster(step, state, decide)
+                self._raster(step, layout.masks[step.name], state, decide)
             if walk.pinned is None:
                 positions = walk.recorded()
                 batches.insert(side_at, partial(encode_side_stream, positions=positions, size=size))
@@ -213,17 +242,17 @@ class TileCoder:
             yield CodedPass(step.name, np.concatenate(walk.symbols), np.concatenate(walk.codes), walk.bits,
                             side_stream_bits(positions, size), positions.size)
 
-    def _raster(self, step, state: dict[str, np.ndarray], decide: Callable) -> None:
-        """One position per run of the step graph, its inputs and key/value caches held on the backend's
-        device: per position only the position and the new ŷ values go there, and only the entropy
-        parameters come back; each run's cache rows are stored into the caches where they are."""
+    def _raster(self, step, mask: np.ndarray, state: dict[str, np.ndarray], decide: Callable) -> None:
+        """One coded position (``mask``) per run of the step graph, its inputs and key/value caches held on
+        the backend's device: per position only the position and the new ŷ values go there, and only the
+        entropy parameters come back; each run's cache rows are stored into the caches where they are."""
         runner = self._runner(step.name)
         start, stop = step.channels
         width = self.y_shape[3]
         runner.hold({**{name: state[name] for name in step.reads},
                      **{name: np.zeros(self._input_shapes[step.name][name], np.float32) for name in step.caches}})
         try:
-            for position in range(self.y_shape[2] * width):
+            for position in np.flatnonzero(mask).tolist():
                 outputs = runner.step({RASTER_POSITION: np.array([position])},
                                       fetch=("scales", "means", RASTER_ROW_INDEX))
                 _check_finite(step.name, outputs)
@@ -262,8 +291,8 @@ class TileCoder:
         walk.symbols.append(symbols.ravel())
         walk.bits += tables.information_bits(symbols, decided.rows)
 
-    def _hyper(self, z_symbols: np.ndarray) -> dict[str, np.ndarray]:
-        state = self._run("h_s", {"z_hat": z_symbols.reshape(self.z_shape).astype(np.float32)})
+    def _hyper(self, z_hat: np.ndarray) -> dict[str, np.ndarray]:
+        state = self._run("h_s", {"z_hat": z_hat})
         state["y_hat"] = np.zeros(self.y_shape, dtype=np.float32)
         return state
 
@@ -280,18 +309,24 @@ class TileCoder:
             write(encoder)
         return encoder.get_compressed().astype("<u4").tobytes()
 
-    def _z_pass(self, z_symbols: np.ndarray, batches: list) -> CodedPass:
+    def _z_pass(self, layout: _Layout, z_symbols: np.ndarray, batches: list) -> tuple[CodedPass, np.ndarray]:
+        """The ẑ pass of the coded symbols (channel-major), and ẑ: the symbols where coded, zero elsewhere."""
         z_tables = self.bundle.z_tables
-        batches.append(partial(z_tables.encode, values=z_symbols, rows=self._z_rows))
-        return CodedPass("z", z_symbols, np.empty(0, np.int32), z_tables.information_bits(z_symbols, self._z_rows))
+        batches.append(partial(z_tables.encode, values=z_symbols, rows=layout.z_rows))
+        z_hat = np.zeros(self.z_shape, np.float32)
+        z_hat[0][:, layout.z_coded] = z_symbols.reshape(self.z_shape[1], -1)
+        coded = CodedPass("z", z_symbols, np.empty(0, np.int32), z_tables.information_bits(z_symbols, layout.z_rows))
+        return coded, z_hat
 
-    def encode(self, x: np.ndarray) -> CodedTile:
-        """Encode one padded tile, (1, 3, H, W) float32 in [0, 1]."""
+    def encode(self, x: np.ndarray, area: ImageArea | None = None) -> CodedTile:
+        """Encode one padded tile, (1, 3, H, W) float32 in [0, 1], whose image lies in ``area`` (None: the
+        whole tile)."""
+        layout = self._layout(area)
         y = self._run("g_a", {"x": x})["y"]
         z = self._run("h_a", {"y": y})["z"]
-        z_symbols = self._round(z).astype(np.int32).ravel()
         batches: list = []
-        passes = [self._z_pass(z_symbols, batches)]
+        z_pass, z_hat = self._z_pass(layout, self._round(z[0][:, layout.z_coded]).astype(np.int32).ravel(), batches)
+        passes = [z_pass]
         mean_shift = self.bundle.manifest.y_quantization == "mean-shift"
 
         def code(index, rows, centers):
@@ -299,15 +334,17 @@ class TileCoder:
             coded = np.rint(values - centers) if mean_shift else self._round(values) - centers
             return coded.astype(np.int32)
 
-        passes += self._passes(self._hyper(z_symbols), code, batches)
+        passes += self._passes(layout, self._hyper(z_hat), code, batches)
         return CodedTile(self._payload(batches), tuple(p.digest for p in passes), passes)
 
     def decode(
-        self, payload: bytes, digests: tuple[int, ...], profile_note: str, reconstruct: bool = True
+        self, payload: bytes, digests: tuple[int, ...], profile_note: str, reconstruct: bool = True,
+        area: ImageArea | None = None,
     ) -> CodedTile:
         """Decode one tile whose bytes passed the container's checks.
 
         Args:
+            area: Where the tile's image lies (None: the whole tile), as when it was encoded.
             digests: The encoder's digest of every pass, ẑ first.
             profile_note: Appended to a divergence error (which backends encoded
                 and decode the file).
@@ -339,11 +376,12 @@ class TileCoder:
             if coded.digest != digests[len(passes) - 1]:
                 raise failure(len(passes) - 1, "the decoded symbols or coding decisions differ from the encoder's")
 
+        layout = self._layout(area)
         batches: list = []
         try:
-            z_symbols = self.bundle.z_tables.decode(decoder, self._z_rows)
-            decoded(self._z_pass(z_symbols, batches))
-            state = self._hyper(z_symbols)
+            z_pass, z_hat = self._z_pass(layout, self.bundle.z_tables.decode(decoder, layout.z_rows), batches)
+            decoded(z_pass)
+            state = self._hyper(z_hat)
 
             def read(index, rows, centers):
                 return y_tables.decode(decoder, rows)
@@ -353,7 +391,7 @@ class TileCoder:
                 batches.append(partial(encode_side_stream, positions=positions, size=size))
                 return positions
 
-            for coded in self._passes(state, read, batches, read_side):
+            for coded in self._passes(layout, state, read, batches, read_side):
                 decoded(coded)
         except UndecodableError as exc:
             raise failure(len(passes), f"{exc}, with the decisions this decoder takes") from None

@@ -1,15 +1,21 @@
 """Fitting images of any size onto the static shapes of a bundle.
 
-An image that fits a bucket is padded to the smallest such bucket (by area)
-and cropped after decoding. An image larger than every bucket is cut into a
-grid of tiles of one bucket's shape, the bucket that wastes the fewest padded
-pixels; edge tiles are padded like small images. Tiles are coded
-independently, so memory stays bounded by one tile whatever the image size.
+An image is laid onto a grid of tiles of the bundle's bucket shapes, the grid
+that processes the fewest padded pixels (:func:`choose_grid`): with the
+shapes export writes by default (:data:`DEFAULT_SHAPES`) it pads less than 64
+pixels per side, so time follows the image's pixels. Each tile is padded to
+its shape where the image ends and cropped after decoding. Tiles are coded
+independently, so memory stays bounded by the largest tile whatever the
+image size.
+
+Padding costs time, not bits: a latent whose block of pixels lies wholly in
+the padding is not coded (see :class:`ImageArea`); both sides know where the
+image lies in each tile from the file's header.
 """
 
 from __future__ import annotations
 
-import math
+import itertools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -19,33 +25,82 @@ from .errors import ImageError
 from .manifest import Padding
 
 MAX_TILES_PER_SIDE = 2**16 - 1
+#: What one more tile weighs against padded pixels when a grid is chosen (a 128² square): a tile's borders
+#: cost bits (its context and hyperprior start afresh) and its stage graphs a fixed time.
+TILE_COST = 128 * 128
+#: Sides of the shapes export writes by default besides 512x768, 768x512, 1088x1920 and 1920x1088: every
+#: multiple of 64 from 256 up is a sum of them with at most two distinct terms, so a grid of these shapes can
+#: pad less than 64 pixels per side (see :func:`choose_grid`, which may pad more to save tiles).
+FITTING_SIDES = (256, 320, 384, 448)
+DEFAULT_SHAPES = (*((h, w) for h in FITTING_SIDES for w in FITTING_SIDES),
+                  (512, 768), (768, 512), (1088, 1920), (1920, 1088))
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One tile of a grid: the image slices it holds and the bucket whose shape it is coded at."""
+
+    rows: slice
+    cols: slice
+    bucket: int
+    shape: tuple[int, int]
 
 
 @dataclass(frozen=True)
 class TileGrid:
-    """How an image of ``height`` × ``width`` is laid onto one bucket's shape."""
+    """How an image of ``height`` × ``width`` is laid onto a bundle's bucket shapes: rows of tiles of
+    ``row_heights``, columns of ``col_widths`` (each tile padded to its shape where the image ends)."""
 
     height: int
     width: int
-    bucket: int
-    tile_height: int
-    tile_width: int
-    rows: int
-    cols: int
+    row_heights: tuple[int, ...]
+    col_widths: tuple[int, ...]
+    #: The bucket of every tile, row-major.
+    buckets: tuple[int, ...]
 
-    def regions(self) -> Iterator[tuple[slice, slice]]:
-        """Image slices of every tile, row-major (edge tiles may be smaller)."""
-        for r in range(self.rows):
-            for c in range(self.cols):
-                top, left = r * self.tile_height, c * self.tile_width
-                yield (
-                    slice(top, min(top + self.tile_height, self.height)),
-                    slice(left, min(left + self.tile_width, self.width)),
-                )
+    @property
+    def rows(self) -> int:
+        return len(self.row_heights)
+
+    @property
+    def cols(self) -> int:
+        return len(self.col_widths)
+
+    @property
+    def bucket(self) -> int:
+        """The first tile's bucket (what a file's header records)."""
+        return self.buckets[0]
+
+    @property
+    def coded_pixels(self) -> int:
+        """Pixels the stage graphs process: the image and its padding."""
+        return sum(self.row_heights) * sum(self.col_widths)
+
+    def tiles(self) -> Iterator[Tile]:
+        """Every tile, row-major (edge tiles may hold less than their shape)."""
+        buckets = iter(self.buckets)
+        top = 0
+        for tile_height in self.row_heights:
+            left = 0
+            for tile_width in self.col_widths:
+                yield Tile(slice(top, min(top + tile_height, self.height)),
+                           slice(left, min(left + tile_width, self.width)), next(buckets), (tile_height, tile_width))
+                left += tile_width
+            top += tile_height
+
+
+def _cover(length: int, main: int, last: int) -> tuple[int, ...]:
+    """The fewest ``main`` sides, then one ``last``, that cover ``length``."""
+    return (main,) * max(0, -(-(length - last) // main)) + (last,)
 
 
 def choose_grid(height: int, width: int, bucket_shapes: Sequence[tuple[int, int]]) -> TileGrid:
-    """Pick the bucket and tile grid for an image.
+    """Pick the tile grid for an image: the one that processes the fewest pixels, each tile weighing
+    :data:`TILE_COST` more (so an image a bucket holds well stays one tile).
+
+    Rows are some tiles of one height and a last row of another (or the same) height, columns likewise;
+    every shape a grid uses must be a bucket (one bucket's shape alone always qualifies). Encoder and
+    decoder both derive the grid from the image size and the bucket shapes.
 
     Raises:
         ImageError: the image is empty or would need more tiles than the
@@ -53,26 +108,53 @@ def choose_grid(height: int, width: int, bucket_shapes: Sequence[tuple[int, int]
     """
     if height < 1 or width < 1:
         raise ImageError(f"the image is empty ({height}x{width})")
-    holding = [
-        (bh * bw, index)
-        for index, (bh, bw) in enumerate(bucket_shapes)
-        if bh >= height and bw >= width
-    ]
-    if holding:
-        _, index = min(holding)
-    else:
-
-        def padded_area(index: int) -> tuple[int, int]:
-            bh, bw = bucket_shapes[index]
-            tiles = math.ceil(height / bh) * math.ceil(width / bw)
-            return tiles * bh * bw, tiles
-
-        index = min(range(len(bucket_shapes)), key=padded_area)
-    bh, bw = bucket_shapes[index]
-    rows, cols = math.ceil(height / bh), math.ceil(width / bw)
-    if rows > MAX_TILES_PER_SIDE or cols > MAX_TILES_PER_SIDE:
+    index = {shape: i for i, shape in enumerate(bucket_shapes)}
+    heights = sorted({h for h, _ in bucket_shapes})
+    widths = sorted({w for _, w in bucket_shapes})
+    best = None
+    for main_height, last_height in itertools.product(heights, heights):
+        row_heights = _cover(height, main_height, last_height)
+        for main_width, last_width in itertools.product(widths, widths):
+            col_widths = _cover(width, main_width, last_width)
+            if any((h, w) not in index for h in set(row_heights) for w in set(col_widths)):
+                continue
+            tiles = len(row_heights) * len(col_widths)
+            cost = (sum(row_heights) * sum(col_widths) + TILE_COST * tiles, tiles)
+            if best is None or cost < best[0]:
+                best = cost, row_heights, col_widths
+    _, row_heights, col_widths = best
+    if len(row_heights) > MAX_TILES_PER_SIDE or len(col_widths) > MAX_TILES_PER_SIDE:
         raise ImageError(f"the image ({height}x{width}) is too large for this bundle's buckets")
-    return TileGrid(height, width, index, bh, bw, rows, cols)
+    buckets = tuple(index[h, w] for h in row_heights for w in col_widths)
+    return TileGrid(height, width, row_heights, col_widths, buckets)
+
+
+@dataclass(frozen=True)
+class ImageArea:
+    """Where a tile's image pixels lie in its padded, bucket-shaped input: rows [top, top + height), columns
+    [left, left + width) of a tile of ``shape``."""
+
+    top: int
+    left: int
+    height: int
+    width: int
+    shape: tuple[int, int]
+
+    def latent_mask(self, rows: int, cols: int) -> np.ndarray:
+        """(rows, cols) mask of the latents of a (rows, cols) latent map of this tile that are coded: those
+        whose block of pixels overlaps the image. The others lie wholly in the padding: they are not coded and
+        read as zero, on both sides."""
+        block_height, block_width = self.shape[0] // rows, self.shape[1] // cols
+        mask = np.zeros((rows, cols), dtype=bool)
+        mask[self.top // block_height : -(-(self.top + self.height) // block_height),
+             self.left // block_width : -(-(self.left + self.width) // block_width)] = True
+        return mask
+
+
+def image_area(height: int, width: int, shape: tuple[int, int], padding: Padding) -> ImageArea:
+    """Where :func:`pad` puts a (height, width) tile of the image in a tile of ``shape``."""
+    return ImageArea(_offsets(height, shape[0], padding)[0], _offsets(width, shape[1], padding)[0], height, width,
+                     shape)
 
 
 def _offsets(size: int, target: int, padding: Padding) -> tuple[int, int]:

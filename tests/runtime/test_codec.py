@@ -12,7 +12,7 @@ from licrt.runtime.container import Container
 from licrt.runtime.errors import BitstreamError, ImageError
 from licrt.runtime.images import Photo
 from licrt.runtime.scheduler import DivergenceError
-from licrt.runtime.tiling import pad
+from licrt.runtime.tiling import image_area, pad
 
 
 @pytest.fixture(scope="module")
@@ -37,9 +37,10 @@ def test_round_trip_keeps_size_and_is_deterministic(codec):
 def test_decoded_image_matches_pytorch_reference(codec):
     image = load_image("house_96x64.png")
     decoded = codec.decompress(codec.compress(image))
-    padded = pad(image, 128, 128, codec.bundle.manifest.padding)
+    padding = codec.bundle.manifest.padding
+    padded = pad(image, 128, 128, padding)
     x = torch.from_numpy(padded.transpose(2, 0, 1)[None] / np.float32(255)).float()
-    reference = tiny_model().reference(x)
+    reference = tiny_model().reference(x, area=image_area(64, 96, (128, 128), padding))
     expected = np.rint(np.clip(reference.x_hat[0].numpy(), 0, 1) * 255).astype(np.uint8)
     assert psnr(decoded, expected.transpose(1, 2, 0)[:64, :96]) >= 50
 
@@ -52,6 +53,16 @@ def test_file_size_matches_the_models_estimate(codec):
     estimate_bytes = sum(codec.inspect(data).bits_per_pass.values()) / 8
     coded = len(data) - container.framing
     assert estimate_bytes <= coded <= estimate_bytes * 1.01 + 8 * 4
+
+
+def test_latents_of_the_padding_are_not_coded(codec):
+    image = load_image("house_96x64.png")[:20, :30]  # in one 128x128 tile: 16-pixel latents, 64-pixel ẑ
+    report = codec.inspect(codec.compress(image))
+    channels = codec.bundle.manifest.schedule.channels
+    z_channels = codec.bundle.manifest.buckets[0].stages["h_s"].inputs[0].shape[1]
+    assert report.symbols_per_pass["z"] == z_channels * 1 * 1
+    assert sum(report.symbols_per_pass.values()) - report.symbols_per_pass["z"] == channels * 2 * 2
+    assert np.array_equal(codec.decompress(codec.compress(image)).shape, (20, 30, 3))
 
 
 def test_tiled_odd_size_round_trip(codec):

@@ -26,16 +26,16 @@ SAMPLE = Container(
 
 # The byte layout is a compatibility promise: this pins it.
 GOLDEN = (
-    "894c49430d0a1a0a05"          # magic, version 5
+    "894c49430d0a1a0a06"          # magic, version 6
     "0001020304050607"            # coding contract
     "01"                          # quality level 2
     "000000be000000fa"            # height 190, width 250
     "02" "0001" "0002" "02"       # bucket 2, 1x2 tiles, 2 passes
     "01" "03" "00000002"          # gray, profile and ICC profile lengths
     "637075" "aabb"               # profile "cpu", ICC profile
-    "1e31b091"                    # header check
-    "00000004" "0007ffff" "01020304" "11842169"   # tile 1: length, digests, payload, running check
-    "00000004" "00000001" "05060708" "cf2cd561"   # tile 2
+    "95e28e88"                    # header check
+    "00000004" "0007ffff" "01020304" "aa0f3cc6"   # tile 1: length, digests, payload, running check
+    "00000004" "00000001" "05060708" "74f8db72"   # tile 2
 )
 
 
@@ -108,6 +108,7 @@ def test_payloads_longer_than_the_coder_writes_are_refused():
     (bytes.fromhex("894c49430d0a1a0a02") + bytes(60), "format 2, .* decode it with licrt 0.2"),
     (bytes.fromhex("894c49430d0a1a0a03") + bytes(60), "format 3, .* decode it with licrt 0.3"),
     (bytes.fromhex("894c49430d0a1a0a04") + bytes(60), "format 4, .* decode it with licrt 0.4"),
+    (bytes.fromhex("894c49430d0a1a0a05") + bytes(60), "format 5, .* decode it with licrt 0.5"),
     (bytes.fromhex("894c49430d0a1a0a07") + bytes(60), "container format 7 is not supported"),
 ])
 def test_foreign_and_old_data_is_refused(data, message):

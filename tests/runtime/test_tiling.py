@@ -3,7 +3,7 @@ import pytest
 
 from licrt.runtime.errors import ImageError
 from licrt.runtime.manifest import Padding
-from licrt.runtime.tiling import choose_grid, crop, pad
+from licrt.runtime.tiling import DEFAULT_SHAPES, ImageArea, choose_grid, crop, image_area, pad
 
 BUCKETS = [(512, 768), (256, 256), (768, 512)]
 
@@ -16,15 +16,36 @@ def test_small_images_take_the_smallest_bucket_that_holds_them():
     assert (grid.bucket, grid.rows, grid.cols) == (0, 1, 1)
 
 
+def covered(grid):
+    """How often each pixel of the image lies in a tile."""
+    count = np.zeros((grid.height, grid.width), int)
+    for tile in grid.tiles():
+        count[tile.rows, tile.cols] += 1
+    return count
+
+
 def test_large_images_are_tiled_with_the_least_padding():
     grid = choose_grid(1000, 1536, BUCKETS)
-    assert (grid.tile_height, grid.tile_width, grid.rows, grid.cols) == (512, 768, 2, 2)
-    regions = list(grid.regions())
-    assert len(regions) == 4
-    covered = np.zeros((1000, 1536), int)
-    for rows, cols in regions:
-        covered[rows, cols] += 1
-    assert np.all(covered == 1)
+    assert (grid.row_heights, grid.col_widths, grid.buckets) == ((512, 512), (768, 768), (0, 0, 0, 0))
+    assert np.all(covered(grid) == 1)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_grids_of_the_default_shapes_pad_little(seed):
+    rng = np.random.default_rng(seed)
+    for height, width in rng.integers(256, 5000, (40, 2)):
+        grid = choose_grid(int(height), int(width), DEFAULT_SHAPES)
+        assert np.all(covered(grid) == 1)
+        assert all(DEFAULT_SHAPES[tile.bucket] == tile.shape for tile in grid.tiles())
+        # less than a stride (64) per side, or a little more where that saves many tiles
+        assert grid.coded_pixels < 1.12 * (height + 63) * (width + 63), (height, width)
+
+
+def test_a_photo_slightly_larger_than_a_bucket_takes_tiles_that_fit():
+    grid = choose_grid(520, 776, DEFAULT_SHAPES)
+    assert grid.coded_pixels <= 576 * 832
+    assert choose_grid(512, 768, DEFAULT_SHAPES).row_heights == (512,)  # Kodak stays one tile
+    assert choose_grid(2160, 3840, DEFAULT_SHAPES).rows == 2  # 4K: four 1088x1920 tiles, 0.8 % padding
 
 
 def test_empty_image_is_refused():
@@ -44,3 +65,16 @@ def test_replicate_padding_repeats_edges_and_center_anchor_centres():
     image = np.arange(6, dtype=np.uint8).reshape(2, 3, 1)
     padded = pad(image, 4, 5, Padding("replicate", "center"))
     assert padded[:, :, 0].tolist() == [[0, 0, 1, 2, 2], [0, 0, 1, 2, 2], [3, 3, 4, 5, 5], [3, 3, 4, 5, 5]]
+
+
+@pytest.mark.parametrize("padding, expected_rows, expected_cols", [
+    (Padding("replicate", "top-left"), [0, 1], [0, 1, 2]),
+    (Padding("replicate", "center"), [1, 2], [0, 1, 2, 3]),
+])
+def test_latents_wholly_in_the_padding_are_not_coded(padding, expected_rows, expected_cols):
+    area = image_area(20, 40, (64, 64), padding)  # 16-pixel latent blocks: 4x4 latents
+    mask = area.latent_mask(4, 4)
+    assert np.flatnonzero(mask.any(axis=1)).tolist() == expected_rows
+    assert np.flatnonzero(mask.any(axis=0)).tolist() == expected_cols
+    assert mask.sum() == len(expected_rows) * len(expected_cols)
+    assert ImageArea(0, 0, 64, 64, (64, 64)).latent_mask(1, 1).all()

@@ -1,0 +1,150 @@
+"""Images of any size: what bits, time, seams and memory follow, image by image.
+
+Each image runs in a process of its own (so its peak memory is its own):
+compress, then decompress, with the API and the bundle given; timings are
+of a second, warm run (graphs loaded) unless the image has more than
+``--warm-limit`` megapixels. Reported per image: its tile grid, the pixels
+the stage graphs process against the image's, bpp, PSNR, seconds per
+megapixel, peak resident memory, and the seam statistic: the mean absolute
+jump between neighbouring pixel rows (columns) across a tile border, against
+the median of the same over every other row (column) boundary of the
+decoded image, and of the original at the same places (what the content
+itself jumps there).
+
+An image is named ``PATH`` (the photo as it is), ``PATH@HxW`` (its top-left
+H×W crop) or ``PATH^HxW`` (resized with Lanczos to cover H×W, then
+centre-cropped: a stand-in for a larger photo).
+
+Example::
+
+    python bench/any_size.py ../shared/data/wikipedia_photos/001.png@512x768 \\
+        ../shared/data/wikipedia_photos/001.png@520x776 --out bench/results/any-size.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import resource
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from licrt.evaluation.metrics import psnr
+
+from report import save_report  # a sibling script: python puts bench/ on the path
+
+
+def load(spec: str) -> np.ndarray:
+    """The pixels an image spec names (see the module docstring)."""
+    for mark in ("@", "^"):
+        if mark in spec:
+            path, size = spec.rsplit(mark, 1)
+            height, width = map(int, size.lower().split("x"))
+            break
+    else:
+        return np.asarray(Image.open(spec).convert("RGB"))
+    image = Image.open(path).convert("RGB")
+    if mark == "@":
+        if image.height < height or image.width < width:
+            raise SystemExit(f"{path} is {image.width}x{image.height}, smaller than a {width}x{height} crop")
+        return np.asarray(image)[:height, :width]
+    scale = max(height / image.height, width / image.width)
+    resized = image.resize((round(image.width * scale), round(image.height * scale)), Image.LANCZOS)
+    top, left = (resized.height - height) // 2, (resized.width - width) // 2
+    return np.asarray(resized)[top : top + height, left : left + width]
+
+
+def line_jumps(image: np.ndarray, axis: int) -> np.ndarray:
+    """Mean absolute difference between each pair of neighbouring rows (axis 0) or columns (axis 1)."""
+    other = 1 - axis
+    return np.abs(np.diff(image.astype(np.float64), axis=axis)).mean(axis=(other, 2))
+
+
+def seam_statistic(decoded: np.ndarray, original: np.ndarray, row_heights, col_widths) -> dict | None:
+    """Mean jump across tile borders against the median jump elsewhere, for the decoded image and the
+    original (None without a border)."""
+    borders = {0: np.cumsum(row_heights)[:-1], 1: np.cumsum(col_widths)[:-1]}
+    borders = {axis: lines[lines < decoded.shape[axis]] for axis, lines in borders.items()}
+    if not any(lines.size for lines in borders.values()):
+        return None
+    result = {}
+    for name, image in (("decoded", decoded), ("original", original)):
+        across, elsewhere = [], []
+        for axis, lines in borders.items():
+            jumps = line_jumps(image, axis)  # jumps[i]: between line i and i + 1
+            at_border = np.zeros(jumps.size, bool)
+            at_border[lines - 1] = True
+            across += jumps[at_border].tolist()
+            elsewhere += jumps[~at_border].tolist()
+        result[name] = {"across_borders": statistics.fmean(across), "elsewhere_median": statistics.median(elsewhere),
+                        "ratio": statistics.fmean(across) / statistics.median(elsewhere)}
+    return result
+
+
+def measure(spec: str, bundle: str | None, warm_limit: float) -> dict:
+    """One image through compress and decompress, in this process."""
+    from licrt.runtime.codec import Codec
+    from licrt.runtime.tiling import choose_grid
+
+    image = load(spec)
+    height, width = image.shape[:2]
+    codec = Codec.open(bundle, backend="onnxruntime")
+    warm = height * width / 1e6 <= warm_limit
+    if warm:
+        codec.decompress(codec.compress(image))
+    start = time.perf_counter()
+    data = codec.compress(image)
+    compress_s = time.perf_counter() - start
+    start = time.perf_counter()
+    decoded = codec.decompress(data)
+    decompress_s = time.perf_counter() - start
+    grid = choose_grid(height, width, codec.bundle.bucket_shapes)
+    # licrt 0.5 (the "before" of bench/results/any-size) tiled with one shape
+    row_heights = getattr(grid, "row_heights", None) or (grid.tile_height,) * grid.rows
+    col_widths = getattr(grid, "col_widths", None) or (grid.tile_width,) * grid.cols
+    megapixels = height * width / 1e6
+    return {
+        "image": spec.split("/")[-1], "height": height, "width": width,
+        "tiles": len(row_heights) * len(col_widths), "row_heights": list(row_heights), "col_widths": list(col_widths),
+        "processed_vs_image_pixels": sum(row_heights) * sum(col_widths) / (height * width),
+        "bpp": 8 * len(data) / (height * width), "psnr_db": psnr(image, decoded), "warm": warm,
+        "compress_s": compress_s, "decompress_s": decompress_s,
+        "compress_s_per_mp": compress_s / megapixels, "decompress_s_per_mp": decompress_s / megapixels,
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10,
+        "seams": seam_statistic(decoded, image, row_heights, col_widths),
+    }
+
+
+def _child(connection, spec: str, bundle: str | None, warm_limit: float) -> None:
+    connection.send(measure(spec, bundle, warm_limit))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("images", nargs="+", help="PATH, PATH@HxW (crop) or PATH^HxW (resized to cover, cropped)")
+    parser.add_argument("--bundle", help="bundle directory (default: the bundled default model)")
+    parser.add_argument("--warm-limit", type=float, default=4.0, metavar="MP",
+                        help="time a warm second run of images up to this many megapixels (default 4)")
+    parser.add_argument("--label", default="", help="what this run measures, e.g. the licrt version")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    context = multiprocessing.get_context("spawn")
+    rows = []
+    for spec in args.images:
+        receive, send = context.Pipe(duplex=False)
+        process = context.Process(target=_child, args=(send, spec, args.bundle, args.warm_limit))
+        process.start()
+        row = receive.recv()
+        process.join()
+        print(json.dumps({k: v for k, v in row.items() if k != "seams"}), flush=True)
+        rows.append(row)
+    save_report("any_size.py", None, args.out, label=args.label, bundle=args.bundle or "default", images=rows)
+
+
+if __name__ == "__main__":
+    main()
