@@ -4,7 +4,10 @@ Example::
 
     export-onnx s2c-hybrid-s --random-init --shape 256x256 --out bundle
     export-onnx s2c-hybrid-s --checkpoint model.pt --shape 512x768 --shape 768x512 --out bundle
-    export-onnx s2c-hybrid-xs --checkpoint q1.pt --checkpoint q2.pt --checkpoint q3.pt --shape 512x768 --out bundle
+    export-onnx s2c-hybrid-xs --checkpoint q1.pt --checkpoint q2.pt --checkpoint q3.pt --out bundle
+
+Without ``--shape`` the bundle gets the shapes that tile any image with little padding
+(:data:`licrt.runtime.tiling.DEFAULT_SHAPES`).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from pathlib import Path
 from licrt.runtime.cli import CommandParser
 from licrt.runtime.errors import ExportError, LicrtError
 from licrt.runtime.manifest import GUARD_EPSILON
+from licrt.runtime.tiling import DEFAULT_SHAPES
 
 from . import registry
 
@@ -66,8 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
                               "levels, lowest rate first (a .pt's level is named after its file, e.g. q1)")
     weights.add_argument("--random-init", action="store_true", help="random weights (for testing)")
     parser.add_argument("--seed", type=int, default=0, help="seed for --random-init (default 0)")
-    parser.add_argument("--shape", type=parse_shape, action="append", required=True,
-                        metavar="HxW", help="a shape bucket; repeat for several")
+    parser.add_argument("--shape", type=parse_shape, action="append", metavar="HxW",
+                        help="a shape bucket; repeat for several (default: the 20 shapes that tile any image with "
+                             "less than 64 pixels of padding per side, 256x256 to 448x448 in steps of 64, "
+                             "512x768, 768x512, 1088x1920 and 1920x1088)")
     parser.add_argument("--out", type=Path, required=True, help="bundle directory to write")
     parser.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
                         help="change a codec setting, e.g. blocks=1,1,1 (repeatable)")
@@ -98,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
             config = registry.make_config(args.codec, None, overrides)
             torch.manual_seed(args.seed)
             levels = registry.build(args.codec, config)
-        _, checks = write_bundle(levels, args.shape, args.out, force=args.force, guard_epsilon=args.guard_epsilon)
+        shapes = args.shape or list(DEFAULT_SHAPES)
+        _, checks = write_bundle(levels, shapes, args.out, force=args.force, guard_epsilon=args.guard_epsilon)
     except LicrtError as exc:
         print(f"export-onnx: error: {exc}", file=sys.stderr)
         return 1
@@ -114,8 +121,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {check.stage}@{check.bucket}{check.level_suffix}: {100 * check.beyond:.2f} % of outputs "
                   f"differ by up to {check.max_error:.2e}: top-k kept other keys in {check.flipped_rows} rows, all "
                   f"near-ties; with ONNX Runtime's keys, PyTorch differs by {check.same_keys_error:.2e}")
-    print(f"wrote {args.out}")
+    print(f"wrote {args.out}: {_disk_use(args.out, len(shapes))}")
     return 0
+
+
+def _disk_use(bundle: Path, buckets: int) -> str:
+    """What the bundle costs on disk: its graphs per shape bucket, and the rest."""
+    graphs = sum(path.stat().st_size for path in (bundle / "stages").iterdir())
+    total = sum(path.stat().st_size for path in bundle.rglob("*") if path.is_file())
+    return (f"{total / 1e6:.1f} MB, of which stage graphs {graphs / 1e6:.1f} MB for {buckets} shape "
+            f"bucket{'s' * (buckets > 1)} ({graphs / buckets / 1e6:.2f} MB each)")
 
 
 if __name__ == "__main__":

@@ -33,3 +33,12 @@ def test_existing_output_is_kept(tmp_path):
     (tmp_path / "b").mkdir()
     code, _, err = export_onnx("s2c-conv", "--random-init", "--shape", "64x64", "--out", "b", cwd=tmp_path)
     assert code == 1 and "already exists" in err
+
+
+def test_export_says_what_the_bundle_costs_on_disk(tmp_path):
+    code, out, err = export_onnx("s2c-conv", "--random-init", "--shape", "64x64", "--set",
+                                 "channels=16,16,32", "--set", "blocks=1,1,1", "--set", "latent_channels=32", "--set",
+                                 "groups=4,4,8,8,8", "--set", "hyper_channels=16", "--out", "b", cwd=tmp_path)
+    assert code == 0, err
+    graphs = sum(path.stat().st_size for path in (tmp_path / "b" / "stages").iterdir())
+    assert f"of which stage graphs {graphs / 1e6:.1f} MB for 1 shape bucket (" in out
