@@ -25,7 +25,7 @@ from torch import nn
 from licrt.runtime.guard import grid_means
 from licrt.runtime.manifest import Padding
 from licrt.runtime.schedule import RASTER_POSITION, RASTER_ROW_INDEX, CodingSchedule, ContextStep
-from licrt.runtime.tiling import ImageArea
+from licrt.runtime.tiling import ImageArea, extend_edges
 
 from .entropy_models import SCALE_TABLE, add_uniform_noise, gaussian_likelihood, ste_round
 
@@ -221,6 +221,8 @@ class HyperpriorCodec(nn.Module, ABC):
         y_hat, _, _ = self.walk_schedule(y, sources, exact=True, visit=visit, in_image=y_coded)
         symbols += [np.concatenate(step_symbols[name]) for name in step_symbols]
         bits += list(step_bits.values())
+        if y_coded is not None:
+            y_hat = torch.from_numpy(extend_edges(y_hat.cpu().numpy(), y_coded)).to(y_hat.device)
         x_hat = self.synthesis(y_hat)
         if record:
             stages["g_a"] = ({"x": x}, {"y": y})

@@ -40,7 +40,7 @@ from .errors import BackendError, BitstreamError
 from .manifest import Bucket
 from .backends.base import Backend, StageRunner
 from .schedule import RASTER_POSITION, RASTER_ROW_INDEX
-from .tiling import ImageArea
+from .tiling import ImageArea, extend_edges
 
 
 @dataclass
@@ -79,8 +79,9 @@ class CodedTile:
 class _Layout:
     """What a tile codes: the latents whose pixels overlap the image (see :class:`licrt.runtime.tiling.ImageArea`)."""
 
-    #: (h, w) mask of the coded ẑ positions, and the table row of each coded ẑ symbol (channel-major).
+    #: (h, w) masks of the coded ẑ and ŷ positions, and the table row of each coded ẑ symbol (channel-major).
     z_coded: np.ndarray
+    y_coded: np.ndarray
     z_rows: np.ndarray
     #: Per step: the (h, w) mask of the positions it codes, and its number of coding decisions (what its side
     #: stream's positions index).
@@ -162,6 +163,7 @@ class TileCoder:
             masks = {step.name: step.position_mask(y_rows, y_cols) & y_coded for step in self.schedule.steps}
             self._layouts[area] = _Layout(
                 z_coded,
+                y_coded,
                 np.repeat(np.arange(self.z_shape[1], dtype=np.int16), int(z_coded.sum())),
                 masks,
                 {step.name: self.guard.kinds * (step.channels[1] - step.channels[0]) * int(masks[step.name].sum())
@@ -398,5 +400,6 @@ class TileCoder:
         if self._payload(batches) != payload:
             raise BitstreamError("a tile is corrupted: its coded data is not what the encoder writes for the "
                                  "symbols it decodes to (forged or altered)")
-        x_hat = self._run("g_s", {"y_hat": state["y_hat"]})["x_hat"] if reconstruct else None
+        x_hat = self._run("g_s", {"y_hat": extend_edges(state["y_hat"], layout.y_coded)})["x_hat"] if reconstruct \
+            else None
         return CodedTile(payload, digests, passes, x_hat)

@@ -175,3 +175,17 @@ def crop(padded: np.ndarray, height: int, width: int, padding: Padding) -> np.nd
     top, _ = _offsets(height, padded.shape[0], padding)
     left, _ = _offsets(width, padded.shape[1], padding)
     return padded[top : top + height, left : left + width]
+
+
+def extend_edges(y_hat: np.ndarray, coded: np.ndarray) -> np.ndarray:
+    """ŷ (1, M, h, w) as g_s takes it: the latents outside the ``coded`` (h, w) mask (see
+    :meth:`ImageArea.latent_mask`) take the value of the nearest coded one, as the padding g_a saw repeats
+    the image's edge (bench/results/padding-band.json). Only the decoder runs g_s, so this decides no
+    coded symbol."""
+    if coded.all():
+        return y_hat
+    rows, cols = np.flatnonzero(coded.any(axis=1)), np.flatnonzero(coded.any(axis=0))
+    inside = y_hat[..., rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    height, width = coded.shape
+    return np.pad(inside, ((0, 0), (0, 0), (rows[0], height - 1 - rows[-1]), (cols[0], width - 1 - cols[-1])),
+                  mode="edge")

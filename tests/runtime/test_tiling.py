@@ -3,7 +3,7 @@ import pytest
 
 from licrt.runtime.errors import ImageError
 from licrt.runtime.manifest import Padding
-from licrt.runtime.tiling import DEFAULT_SHAPES, ImageArea, choose_grid, crop, image_area, pad
+from licrt.runtime.tiling import DEFAULT_SHAPES, ImageArea, choose_grid, crop, extend_edges, image_area, pad
 
 BUCKETS = [(512, 768), (256, 256), (768, 512)]
 
@@ -78,3 +78,12 @@ def test_latents_wholly_in_the_padding_are_not_coded(padding, expected_rows, exp
     assert np.flatnonzero(mask.any(axis=0)).tolist() == expected_cols
     assert mask.sum() == len(expected_rows) * len(expected_cols)
     assert ImageArea(0, 0, 64, 64, (64, 64)).latent_mask(1, 1).all()
+
+
+def test_synthesis_sees_the_nearest_coded_latent_where_none_was_coded():
+    coded = image_area(20, 40, (64, 64), Padding("replicate", "center")).latent_mask(4, 4)  # rows 1-2, cols 0-3
+    y_hat = np.arange(2 * 16, dtype=np.float32).reshape(1, 2, 4, 4) * coded
+    extended = extend_edges(y_hat, coded)
+    assert np.array_equal(extended[..., 1:3, :], y_hat[..., 1:3, :])
+    assert np.array_equal(extended[..., 0, :], y_hat[..., 1, :]) and np.array_equal(extended[..., 3, :], y_hat[..., 2, :])
+    assert extend_edges(y_hat, np.ones((4, 4), bool)) is y_hat
