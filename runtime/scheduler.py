@@ -75,6 +75,10 @@ class CodedTile:
     x_hat: np.ndarray | None = field(default=None, repr=False)
 
 
+#: Layouts a coder keeps (one per place an image's edge falls in a tile).
+MAX_LAYOUTS = 64
+
+
 @dataclass(frozen=True)
 class _Layout:
     """What a tile codes: the latents whose pixels overlap the image (see :class:`licrt.runtime.tiling.ImageArea`)."""
@@ -157,6 +161,8 @@ class TileCoder:
     def _layout(self, area: ImageArea | None) -> _Layout:
         """What a tile codes when its image lies in ``area`` (None: the whole tile)."""
         if area not in self._layouts:
+            if len(self._layouts) >= MAX_LAYOUTS:  # a long-running coder sees ever new image sizes
+                self._layouts.clear()
             (z_rows, z_cols), (y_rows, y_cols) = self.z_shape[2:], self.y_shape[2:]
             z_coded = np.ones((z_rows, z_cols), bool) if area is None else area.latent_mask(z_rows, z_cols)
             y_coded = np.ones((y_rows, y_cols), bool) if area is None else area.latent_mask(y_rows, y_cols)

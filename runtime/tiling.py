@@ -89,9 +89,11 @@ class TileGrid:
             top += tile_height
 
 
-def _cover(length: int, main: int, last: int) -> tuple[int, ...]:
-    """The fewest ``main`` sides, then one ``last``, that cover ``length``."""
-    return (main,) * max(0, -(-(length - last) // main)) + (last,)
+def _cover(length: int, main: int, last: int) -> tuple[int, ...] | None:
+    """The fewest ``main`` sides, then one ``last``, that cover ``length`` (None if ``last`` would hold
+    nothing)."""
+    count = max(0, -(-(length - last) // main))
+    return None if count * main >= length else (main,) * count + (last,)
 
 
 def choose_grid(height: int, width: int, bucket_shapes: Sequence[tuple[int, int]]) -> TileGrid:
@@ -116,7 +118,8 @@ def choose_grid(height: int, width: int, bucket_shapes: Sequence[tuple[int, int]
         row_heights = _cover(height, main_height, last_height)
         for main_width, last_width in itertools.product(widths, widths):
             col_widths = _cover(width, main_width, last_width)
-            if any((h, w) not in index for h in set(row_heights) for w in set(col_widths)):
+            if row_heights is None or col_widths is None or any(
+                    (h, w) not in index for h in set(row_heights) for w in set(col_widths)):
                 continue
             tiles = len(row_heights) * len(col_widths)
             cost = (sum(row_heights) * sum(col_widths) + TILE_COST * tiles, tiles)
