@@ -28,7 +28,6 @@ import json
 import multiprocessing
 import resource
 import statistics
-import time
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +35,7 @@ from PIL import Image
 
 from licrt.evaluation.metrics import psnr
 
-from report import save_report  # a sibling script: python puts bench/ on the path
+from report import save_report, timed_round_trip  # a sibling script: python puts bench/ on the path
 
 
 def load(spec: str) -> np.ndarray:
@@ -97,12 +96,7 @@ def measure(spec: str, bundle: str | None, warm_limit: float) -> dict:
     warm = height * width / 1e6 <= warm_limit
     if warm:
         codec.decompress(codec.compress(image))
-    start = time.perf_counter()
-    data = codec.compress(image)
-    compress_s = time.perf_counter() - start
-    start = time.perf_counter()
-    decoded = codec.decompress(data)
-    decompress_s = time.perf_counter() - start
+    data, decoded, compress_s, decompress_s = timed_round_trip(codec, image)
     grid = choose_grid(height, width, codec.bundle.bucket_shapes)
     # licrt 0.5 (the "before" of bench/results/any-size) tiled with one shape
     row_heights = getattr(grid, "row_heights", None) or (grid.tile_height,) * grid.rows

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +31,7 @@ from licrt.runtime.images import read_image
 from licrt.runtime.scheduler import TileCoder
 from licrt.runtime.tiling import pad
 
-from report import save_report  # a sibling script: python puts bench/ on the path
+from report import save_report, timed_round_trip  # a sibling script: python puts bench/ on the path
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -44,12 +43,7 @@ def measure(codec: Codec, model, image_path: Path) -> dict:
     bundle = codec.bundle
     image = read_image(image_path)
     height, width = image.shape[:2]
-    start = time.perf_counter()
-    data = codec.compress(image)
-    encode_seconds = time.perf_counter() - start
-    start = time.perf_counter()
-    decoded = codec.decompress(data)
-    decode_seconds = time.perf_counter() - start
+    data, decoded, encode_seconds, decode_seconds = timed_round_trip(codec, image)
     container = Container.from_bytes(data)
     if container.header.tiles != 1:
         raise SystemExit(f"{image_path} needs tiles; parity is measured on single-bucket images")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shlex
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -28,3 +29,12 @@ def save_report(script: str, argv: list[str] | None, out: Path, **fields) -> dic
 def dataset_names(folder: Path, paths: Sequence[Path]) -> list[str]:
     """Images named within their dataset (``kodak/kodim01.png``), never by this machine's paths."""
     return [f"{folder.name}/{path.name}" for path in paths]
+
+
+def timed_round_trip(codec, image):
+    """Compress then decompress an image: (file bytes, decoded pixels, compress seconds, decompress seconds)."""
+    start = time.perf_counter()
+    data = codec.compress(image)
+    compressed = time.perf_counter()
+    decoded = codec.decompress(data)
+    return data, decoded, compressed - start, time.perf_counter() - compressed

@@ -15,10 +15,10 @@ from tests.helpers import load_image
 
 @pytest.fixture(scope="module")
 def photo(tmp_path_factory):
-    """A 1024x1792 photo: one 1088x1920 tile of the default bundle, several seconds of work."""
+    """A 2048x3584 photo: about 15 seconds of work for the default bundle, so every delay lands in it."""
     path = tmp_path_factory.mktemp("interrupt") / "photo.png"
     parrots = load_image("parrots_256x256.png")
-    Image.fromarray(np.tile(parrots, (4, 7, 1))).save(path)
+    Image.fromarray(np.tile(parrots, (8, 14, 1))).save(path)
     return path
 
 

@@ -85,7 +85,8 @@ def test_synthesis_sees_the_nearest_coded_latent_where_none_was_coded():
     y_hat = np.arange(2 * 16, dtype=np.float32).reshape(1, 2, 4, 4) * coded
     extended = extend_edges(y_hat, coded)
     assert np.array_equal(extended[..., 1:3, :], y_hat[..., 1:3, :])
-    assert np.array_equal(extended[..., 0, :], y_hat[..., 1, :]) and np.array_equal(extended[..., 3, :], y_hat[..., 2, :])
+    assert np.array_equal(extended[..., 0, :], y_hat[..., 1, :])
+    assert np.array_equal(extended[..., 3, :], y_hat[..., 2, :])
     assert extend_edges(y_hat, np.ones((4, 4), bool)) is y_hat
 
 
