@@ -11,7 +11,9 @@ Byte layout (integers big-endian)::
     17      1     quality level: index into the bundle's levels (weights and tables)
     18      4     original image height
     22      4     original image width
-    26      1     bucket index into the bundle's shape buckets
+    26      1     bucket index of the first tile; with the tile rows and columns a
+                  check of the grid, which both sides derive from the image size
+                  and the bundle's shapes (licrt.runtime.tiling.choose_grid)
     27      2     tile rows
     29      2     tile columns
     31      1     coded passes per tile P (ẑ, then every schedule step)
