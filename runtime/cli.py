@@ -108,8 +108,9 @@ def info(args) -> None:
         coded = size - report.container.framing
         grid = report.grid
         padded = grid.coded_pixels / (header.height * header.width)
-        rows[3] = ("tiles", f"{grid.rows}x{grid.cols}, rows {'+'.join(map(str, grid.row_heights))} by columns "
-                            f"{'+'.join(map(str, grid.col_widths))} pixels ({padded:.2f}× the image's pixels)")
+        tiles = (f"{grid.rows}x{grid.cols}, rows {'+'.join(map(str, grid.row_heights))} by columns "
+                 f"{'+'.join(map(str, grid.col_widths))} pixels ({padded:.2f}× the image's pixels)")
+        rows = [(key, tiles if key == "tiles" else value) for key, value in rows]
         rows += [
             ("framing", f"{report.container.framing:,} bytes (header and per-tile sections)"),
             ("codec", f"{codec.bundle.manifest.codec} ({codec.bundle.root})"),

@@ -96,6 +96,12 @@ def _cover(length: int, main: int, last: int) -> tuple[int, ...] | None:
     return None if count * main >= length else (main,) * count + (last,)
 
 
+def _covers(length: int, sides: list[int]) -> list[tuple[int, ...]]:
+    """Every way to cover ``length`` with :func:`_cover`, in a fixed order."""
+    covers = (_cover(length, main, last) for main, last in itertools.product(sides, sides))
+    return [cover for cover in covers if cover is not None]
+
+
 def choose_grid(height: int, width: int, bucket_shapes: Sequence[tuple[int, int]]) -> TileGrid:
     """Pick the tile grid for an image: the one that processes the fewest pixels, each tile weighing
     :data:`TILE_COST` more (so an image a bucket holds well stays one tile).
@@ -113,18 +119,16 @@ def choose_grid(height: int, width: int, bucket_shapes: Sequence[tuple[int, int]
     index = {shape: i for i, shape in enumerate(bucket_shapes)}
     heights = sorted({h for h, _ in bucket_shapes})
     widths = sorted({w for _, w in bucket_shapes})
+    row_covers = _covers(height, heights)
+    col_covers = _covers(width, widths)
     best = None
-    for main_height, last_height in itertools.product(heights, heights):
-        row_heights = _cover(height, main_height, last_height)
-        for main_width, last_width in itertools.product(widths, widths):
-            col_widths = _cover(width, main_width, last_width)
-            if row_heights is None or col_widths is None or any(
-                    (h, w) not in index for h in set(row_heights) for w in set(col_widths)):
-                continue
-            tiles = len(row_heights) * len(col_widths)
-            cost = (sum(row_heights) * sum(col_widths) + TILE_COST * tiles, tiles)
-            if best is None or cost < best[0]:
-                best = cost, row_heights, col_widths
+    for row_heights, col_widths in itertools.product(row_covers, col_covers):
+        if any((h, w) not in index for h in set(row_heights) for w in set(col_widths)):
+            continue
+        tiles = len(row_heights) * len(col_widths)
+        cost = (sum(row_heights) * sum(col_widths) + TILE_COST * tiles, tiles)
+        if best is None or cost < best[0]:
+            best = cost, row_heights, col_widths
     _, row_heights, col_widths = best
     if len(row_heights) > MAX_TILES_PER_SIDE or len(col_widths) > MAX_TILES_PER_SIDE:
         raise ImageError(f"the image ({height}x{width}) is too large for this bundle's buckets")

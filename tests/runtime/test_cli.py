@@ -36,6 +36,7 @@ def test_compress_decompress_and_info_without_torch(compressed, tiny_bundle, tmp
     code, out, err = licrt("info", compressed, "--bundle", tiny_bundle.root, cwd=tmp_path)
     assert code == 0, err
     assert "250x190" in out and "model estimate" in out
+    assert "2x2, rows 128+128 by columns 128+128 pixels (1.38× the image's pixels)" in out
     assert "ε = 1e-05 × margin 3: side streams" in out and "without the guard" not in out
 
 
