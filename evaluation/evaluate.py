@@ -53,21 +53,26 @@ class LearnedPoint:
     quality: int
 
 
-def learned_points(codecs: Sequence[Codec]) -> list[LearnedPoint]:
+def learned_points(codecs: Sequence[Codec], backends: Sequence[str] | None = None) -> list[LearnedPoint]:
     """Every quality level of every bundle, as curves named by codec id; a point is named by its level, or by
     its bundle's directory where the bundle has one level (one-level bundles of a codec make one curve).
 
     Several bundles of one codec with levels of their own (a float32 bundle
     and its calibrations) are curves of their own, named codec/directory.
+    backends names the backend each codec runs on; where they differ, every
+    curve is named after its backend too (codec @ backend).
     """
-    with_levels = Counter(c.bundle.manifest.codec for c in codecs if len(c.qualities) > 1)
+    with_levels = Counter(name for name, _ in {(c.bundle.manifest.codec, c.bundle.root) for c in codecs
+                                               if len(c.qualities) > 1})
+    named = backends if backends is not None and len(set(backends)) > 1 else [None] * len(codecs)
 
-    def curve(codec: Codec) -> str:
+    def curve(codec: Codec, backend: str | None) -> str:
         name = codec.bundle.manifest.codec
-        return f"{name}/{codec.bundle.root.name}" if len(codec.qualities) > 1 and with_levels[name] > 1 else name
+        name = f"{name}/{codec.bundle.root.name}" if len(codec.qualities) > 1 and with_levels[name] > 1 else name
+        return name if backend is None else f"{name} @ {backend}"
 
-    return [LearnedPoint(curve(c), name if len(c.qualities) > 1 else c.bundle.root.name, c, quality)
-            for c in codecs for quality, name in enumerate(c.qualities, 1)]
+    return [LearnedPoint(curve(c, backend), name if len(c.qualities) > 1 else c.bundle.root.name, c, quality)
+            for c, backend in zip(codecs, named, strict=True) for quality, name in enumerate(c.qualities, 1)]
 
 
 def _measure(image_name: str, image: np.ndarray, codec: str, point: str, data_size: int,

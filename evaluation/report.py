@@ -116,8 +116,8 @@ def write_report(rows: Sequence[Measurement], points: Sequence[LearnedPoint], an
         "backend_profile": points[0].model.backend.profile if points else None,
         "results": RESULTS,
         "anchors": {a.name: a.label for a in anchors},
-        "bundles": [{"curve": p.codec, "point": p.point, "bundle": p.model.bundle.root.name, "quality": p.quality}
-                    for p in points],
+        "bundles": [{"curve": p.codec, "point": p.point, "bundle": p.model.bundle.root.name, "quality": p.quality,
+                     "backend_profile": p.model.backend.profile} for p in points],
         "curves": summary,
         "bd_rate_percent": table,
     }

@@ -152,8 +152,9 @@ def evaluate(args) -> None:
     images = list_images(args.input)[: args.limit]
     from .codec import Codec
 
-    codecs = [Codec.open(bundle, backend=args.backend) for bundle in (args.bundle or [None])]
-    points = evaluation.learned_points(codecs)
+    runs = [(bundle, backend) for bundle in (args.bundle or [None]) for backend in args.backend or ["auto"]]
+    codecs = [Codec.open(bundle, backend=backend) for bundle, backend in runs]
+    points = evaluation.learned_points(codecs, [backend for _, backend in runs])
     rows = evaluation.evaluate(images, points, anchors, args.out)
     summary = report.write_report(rows, points, anchors, args.input, len(images), args.out,
                                   command=shlex.join(["licrt", *args.argv]))
@@ -309,7 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--anchors", default="jpeg,webp,avif,jxl", help="comma-separated (default: all four)")
     sub.add_argument("--out", type=Path, required=True, help="output folder")
     sub.add_argument("--limit", type=int, help="only the first N images")
-    sub.add_argument("--backend", default="auto", metavar="NAME", help=backend_help)
+    sub.add_argument("--backend", action="append", metavar="NAME",
+                     help=f"repeatable: each backend's curves of their own, measured against the first; {backend_help}")
     sub.set_defaults(function=evaluate)
 
     sub = commands.add_parser("bench", help="time bundles on backends side by side",

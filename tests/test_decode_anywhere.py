@@ -95,3 +95,59 @@ def test_entroformer_files_cross_between_openvino_and_onnxruntime(tmp_path):
         data = codecs[encoder].compress(image)
         same, other = codecs[encoder].decompress(data), codecs[decoder].decompress(data)
         assert np.abs(other.astype(int) - same).max() <= 1
+
+
+def open_bfloat16_or_skip():
+    from licrt.runtime.errors import BackendError
+
+    try:
+        return open_backend("openvino-bf16")
+    except BackendError as exc:  # a CPU without bfloat16 arithmetic: nothing to test here
+        pytest.skip(str(exc))
+
+
+@OPENVINO
+def test_bfloat16_free_stages_code_the_same_symbols_as_float32_backends(tiny_bundle):
+    """g_a, h_a and g_s in bfloat16 move pixels by a few levels; the symbols stay what the guard says."""
+    bfloat16, onnxruntime = open_bfloat16_or_skip(), open_backend("onnxruntime")
+    assert bfloat16.profile.endswith("fp32 free-stages bf16")
+    image = load_image(IMAGE)
+    for encoder, decoder in ((bfloat16, onnxruntime), (onnxruntime, bfloat16)):
+        data = Codec(tiny_bundle, encoder).compress(image)
+        assert Codec(tiny_bundle, encoder).compress(image) == data
+        same, other = decode(tiny_bundle, encoder, data), decode(tiny_bundle, decoder, data)
+        difference = np.abs(other.astype(int) - same)
+        assert difference.mean() < 0.5 and difference.max() <= 4
+
+
+@OPENVINO
+def test_bfloat16_reaches_the_free_stages_only(tiny_bundle):
+    from licrt.runtime.manifest import FREE_STAGES
+
+    bfloat16, float32 = open_bfloat16_or_skip(), open_backend("openvino")
+    rng = np.random.default_rng(0)
+    for name, graph in tiny_bundle.manifest.buckets[0].stages.items():
+        feed = {spec.name: rng.standard_normal(spec.shape).astype(np.float32) for spec in graph.inputs}
+        outputs = [backend.load(tiny_bundle, name, graph).run(feed) for backend in (bfloat16, float32)]
+        same = all(np.array_equal(outputs[0][key], outputs[1][key]) for key in outputs[1])
+        assert same != (name in FREE_STAGES), name
+
+
+@OPENVINO
+def test_bfloat16_is_refused_on_one_thread_before_openvino_could_crash():
+    from licrt.runtime.backends.openvino import OpenVinoBackend
+    from licrt.runtime.errors import BackendError
+
+    with pytest.raises(BackendError, match="needs two CPU threads or more"):
+        OpenVinoBackend(threads=1, free_stages_in_bfloat16=True)
+
+
+@OPENVINO
+def test_bfloat16_kernels_that_disagree_with_float32_are_refused(monkeypatch):
+    from licrt.runtime.backends import openvino
+    from licrt.runtime.errors import BackendError
+
+    open_bfloat16_or_skip()
+    monkeypatch.setattr(openvino, "BFLOAT16_PROBE_TOLERANCE", 1e-6)  # stricter than bfloat16's own rounding
+    with pytest.raises(BackendError, match=r"bfloat16 kernels on this CPU are .* off its float32"):
+        open_backend("openvino-bf16")

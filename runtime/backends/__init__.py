@@ -17,6 +17,8 @@ from .base import Backend, StageRunner
 BUILTIN_BACKENDS = ("auto", "onnxruntime", "onnxruntime-noopt")
 #: Part of licrt, usable where their optional dependencies are (``licrt[openvino]``, ``licrt[gpu]``).
 OPENVINO = "openvino"
+#: OpenVINO with the free stages (g_a, h_a, g_s) in bfloat16 where the CPU computes it.
+OPENVINO_BF16 = "openvino-bf16"
 TENSORRT = "tensorrt"
 #: ``perturbed:EPSILON[:BACKEND]`` nudges every float BACKEND computes by up to
 #: EPSILON relative (see :mod:`.perturbed`): a test of the guard.
@@ -26,7 +28,7 @@ PERTURBED = "perturbed"
 def backend_names() -> tuple[str, ...]:
     """Names :func:`open_backend` takes: the built-in ones and those registered."""
     registered = sorted(entry.name for entry in entry_points(group="licrt.backends"))
-    return (*BUILTIN_BACKENDS, OPENVINO, TENSORRT, *registered)
+    return (*BUILTIN_BACKENDS, OPENVINO, OPENVINO_BF16, TENSORRT, *registered)
 
 
 def open_backend(name: str = "auto") -> Backend:
@@ -42,10 +44,10 @@ def open_backend(name: str = "auto") -> Backend:
         from .onnxruntime import OnnxRuntimeBackend
 
         return OnnxRuntimeBackend(graph_optimization="disabled" if name.endswith("noopt") else "all")
-    if name == OPENVINO:
+    if name in (OPENVINO, OPENVINO_BF16):
         from .openvino import OpenVinoBackend
 
-        return OpenVinoBackend()
+        return OpenVinoBackend(free_stages_in_bfloat16=name == OPENVINO_BF16)
     if name == TENSORRT:
         from .tensorrt import TensorRTBackend
 

@@ -69,3 +69,15 @@ def test_bundles_of_one_codec_with_levels_are_curves_of_their_own_against_the_fi
     # The same bundle twice: the same files, no rate difference.
     assert summary["bd_rate_percent"][second][first]["psnr"] == pytest.approx(0, abs=1e-9)
     assert first not in summary["bd_rate_percent"][first]
+
+
+def test_each_backend_is_a_curve_of_its_own_against_the_first(levels_bundle, tmp_path):
+    assert main(["eval", str(DATA), "--bundle", str(levels_bundle.root), "--backend", "onnxruntime",
+                 "--backend", "onnxruntime-noopt", "--anchors", "", "--limit", "1", "--out", str(tmp_path)]) == 0
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    first, second = "s2c-hybrid-s @ onnxruntime", "s2c-hybrid-s @ onnxruntime-noopt"
+    assert set(summary["curves"]) == {first, second}
+    # The same model in other floats: the encoder's g_a moves some symbols, a little.
+    assert summary["bd_rate_percent"][second][first]["psnr"] == pytest.approx(0, abs=10)
+    assert {entry["backend_profile"] for entry in summary["bundles"]} == {
+        Codec.open(levels_bundle, backend=name).backend.profile for name in ("onnxruntime", "onnxruntime-noopt")}
