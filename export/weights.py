@@ -25,10 +25,10 @@ from pathlib import Path
 import numpy as np
 import onnx
 from onnx import numpy_helper
-from onnx.external_data_helper import load_external_data_for_model
+from onnx.external_data_helper import ExternalDataInfo
 
 from licrt.runtime.bundle import Bundle
-from licrt.runtime.errors import ExportError
+from licrt.runtime.errors import BundleError, ExportError
 from licrt.runtime.manifest import StageGraph
 
 #: Initializers at least this large go to the shared weights file.
@@ -155,7 +155,29 @@ def save_graph(models: Sequence[onnx.ModelProto], path: Path, store: WeightStore
 
 
 def load_graph(bundle: Bundle, graph: StageGraph) -> onnx.ModelProto:
-    """A stage graph with the weights of the bundle's quality level inline."""
+    """A stage graph with the weights of the bundle's quality level inline.
+
+    licrt reads the weights itself: onnx's loader refuses a file with more
+    than one hard link, and the OpenVINO and TensorRT backends link a level's
+    weights beside a graph while they compile it (a process killed meanwhile
+    leaves its link behind). What the files hold was checked against the
+    manifest's sha256 when the bundle opened.
+    """
     model = onnx.load(str(bundle.path(graph.file)), load_external_data=False)
-    load_external_data_for_model(model, str(bundle.weights_folder))
+    files = bundle.weight_files
+    for tensor in model.graph.initializer:
+        if tensor.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        info = ExternalDataInfo(tensor)
+        if info.location not in files or info.length is None:
+            raise BundleError(f"{graph.file}: weight {tensor.name} points at {info.location!r}, "
+                              "not at a weights file of the bundle's level")
+        with open(files[info.location], "rb") as file:
+            file.seek(info.offset or 0)
+            raw = file.read(info.length)
+        if len(raw) != info.length:
+            raise BundleError(f"{graph.file}: weight {tensor.name} lies beyond the end of {info.location}")
+        tensor.raw_data = raw
+        del tensor.external_data[:]
+        tensor.data_location = onnx.TensorProto.DEFAULT
     return model
