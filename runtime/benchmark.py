@@ -289,7 +289,7 @@ def table(report: dict) -> str:
     lines = [f"{len(report['images'])} images × {report['rounds']} rounds (medians), ms per image; "
              f"float32 matmul here: {report['matmul_gmacs']:.0f} GMAC/s",
              f"{'bundle / backend':{width}} {'start':>6} {'1st run':>7} {'compress':>9} {'decompress':>10} "
-             f"{'peak':>8}  g_a / g_s of peak"]
+             f"{'peak':>8}  g_a / g_s of f32 matmul"]
     for label, row in zip(labels, rows, strict=True):
         count = len(row["per_image"])
         shares = " / ".join(f"{row['transforms'][s]['share_of_matmul_peak']:.0%}" if s in row["transforms"] else "–"
