@@ -188,5 +188,5 @@ class Bundle:
         return resolve_inside(self.root, relative)
 
     @property
-    def bucket_shapes(self) -> list[tuple[int, int]]:
-        return [(b.height, b.width) for b in self.manifest.buckets]
+    def bucket_shapes(self) -> tuple[tuple[int, int], ...]:
+        return tuple((b.height, b.width) for b in self.manifest.buckets)

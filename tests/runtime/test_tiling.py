@@ -5,7 +5,7 @@ from licrt.runtime.errors import ImageError
 from licrt.runtime.manifest import Padding
 from licrt.runtime.tiling import DEFAULT_SHAPES, _cover, ImageArea, choose_grid, crop, extend_edges, image_area, pad
 
-BUCKETS = [(512, 768), (256, 256), (768, 512)]
+BUCKETS = ((512, 768), (256, 256), (768, 512))
 
 
 def test_small_images_take_the_smallest_bucket_that_holds_them():
@@ -93,5 +93,5 @@ def test_synthesis_sees_the_nearest_coded_latent_where_none_was_coded():
 def test_no_grid_has_a_tile_beyond_the_image():
     assert _cover(300, 448, 256) is None  # 448 already covers 300: a 256 row after it would hold nothing
     assert _cover(500, 448, 256) == (448, 256) and _cover(200, 448, 256) == (256,)
-    grid = choose_grid(300, 300, [(448, 448), (448, 256), (256, 448), (256, 256)])
+    grid = choose_grid(300, 300, ((448, 448), (448, 256), (256, 448), (256, 256)))
     assert all(tile.rows.stop > tile.rows.start and tile.cols.stop > tile.cols.start for tile in grid.tiles())
