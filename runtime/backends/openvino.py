@@ -70,15 +70,16 @@ class OpenVinoBackend(Backend):
             pass
         if threads:
             self.settings["INFERENCE_NUM_THREADS"] = str(threads)
-        self.free_stage_settings = self.settings
+        self.free_stages_in_bfloat16 = free_stages_in_bfloat16
+        self.free_stage_settings = dict(self.settings)
         if free_stages_in_bfloat16:
-            self.free_stage_settings = dict(self.settings, INFERENCE_PRECISION_HINT="bf16")
+            self.free_stage_settings["INFERENCE_PRECISION_HINT"] = "bf16"
             _check_bfloat16(self._core, self.settings, self.free_stage_settings, threads)
 
     @property
     def profile(self) -> str:
         version = self._openvino.get_version().split("-")[0]
-        bfloat16 = " free-stages bf16" if self.free_stage_settings is not self.settings else ""
+        bfloat16 = " free-stages bf16" if self.free_stages_in_bfloat16 else ""
         return f"openvino {version} CPU {cpu_isa()} fp32{bfloat16}"
 
     def load(self, bundle, name: str, graph: StageGraph) -> StageRunner:
