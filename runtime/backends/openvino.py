@@ -45,8 +45,8 @@ class OpenVinoBackend(Backend):
 
     Args:
         threads: Threads per inference; ``None`` lets OpenVINO decide. Like ONNX Runtime's, the count
-            changes no bit (1 and 2 threads checked on g_s, h_s and two context graphs in float32, 0 and 2
-            on g_a and g_s in bfloat16), so the profile leaves it out.
+            changes no bit in float32 (1 and 2 threads checked on g_s, h_s and two context graphs), so the
+            profile leaves it out (bfloat16 could only be checked at 2 threads: see below).
         free_stages_in_bfloat16: Run g_a, h_a and g_s in bfloat16 (``openvino-bf16``). Checked when the
             backend opens: OpenVINO must have two threads or more, the CPU must compute bfloat16
             (AVX512-BF16 or AMX), and OpenVINO's bfloat16 kernels must agree with its float32 ones on a probe.
