@@ -52,6 +52,32 @@ MAX_TABLE_FILE_BYTES = 2**26
 #: leaky quantization gives every entry at least one unit: no symbol costs more.
 _CODER_MIN_PROBABILITY = 2.0**-24
 _ESCAPE_MODEL = constriction.stream.model.Uniform(2 * ESCAPE_LIMIT + 1)
+#: What an escaped value's payload costs, in bits.
+ESCAPE_BITS = float(np.log2(2 * ESCAPE_LIMIT + 1))
+
+
+def check_codable(values: np.ndarray) -> None:
+    """Raise CodingError if a value lies outside ±:data:`ESCAPE_LIMIT`."""
+    if values.size and np.abs(values).max() > ESCAPE_LIMIT:
+        raise CodingError(
+            f"a latent value ({int(np.abs(values).max())}) exceeds the codable range "
+            f"±{ESCAPE_LIMIT}; the model produces unusable latents for this input"
+        )
+
+
+def encode_escapes(encoder, values: np.ndarray) -> None:
+    """Append the values of escaped symbols (after all the batch's table entries)."""
+    encoder.encode((values + ESCAPE_LIMIT).astype(np.int32), _ESCAPE_MODEL)
+
+
+def decode_escapes(decoder, count: int) -> np.ndarray:
+    """Read what :func:`encode_escapes` wrote for count values; int64."""
+    return decoder.decode(_ESCAPE_MODEL, count).astype(np.int64) - ESCAPE_LIMIT
+
+
+def symbol_bits(probabilities: np.ndarray) -> float:
+    """Σ −log2 p over the coded entries' probabilities, as the range coder prices them."""
+    return float(-np.log2(np.maximum(probabilities, _CODER_MIN_PROBABILITY)).sum())
 
 
 def max_coded_bytes(symbols: int) -> int:
@@ -116,16 +142,12 @@ class CategoricalTables:
         """
         values = np.asarray(values).ravel()
         rows = np.asarray(rows).ravel()
-        if values.size and np.abs(values).max() > ESCAPE_LIMIT:
-            raise CodingError(
-                f"a latent value ({int(np.abs(values).max())}) exceeds the codable range "
-                f"±{ESCAPE_LIMIT}; the model produces unusable latents for this input"
-            )
+        check_codable(values)
         indices, escaped = self._indices(values, rows)
         for row, members in _group_by_row(rows, len(self)):
             encoder.encode(indices[members], self._models[row])
         if escaped.any():
-            encoder.encode((values[escaped] + ESCAPE_LIMIT).astype(np.int32), _ESCAPE_MODEL)
+            encode_escapes(encoder, values[escaped])
 
     def decode(self, decoder, rows: np.ndarray) -> np.ndarray:
         """Read one value per entry of rows from a ``RangeDecoder``; returns int32."""
@@ -137,8 +159,7 @@ class CategoricalTables:
             values = indices + self.offsets[rows]
             escaped = indices == self.lengths[rows] - 1
             if escaped.any():
-                payload = decoder.decode(_ESCAPE_MODEL, int(escaped.sum()))
-                values[escaped] = payload.astype(np.int64) - ESCAPE_LIMIT
+                values[escaped] = decode_escapes(decoder, int(escaped.sum()))
         except (ValueError, KeyError, AssertionError) as exc:
             raise UndecodableError(f"the coded data cannot be decoded ({exc})") from None
         return values.astype(np.int32)
@@ -149,8 +170,7 @@ class CategoricalTables:
         rows = np.asarray(rows).ravel()
         indices, escaped = self._indices(values, rows)
         p = self.probabilities[self.starts[rows] + indices] / self._totals[rows]
-        escape_bits = escaped.sum() * np.log2(2 * ESCAPE_LIMIT + 1)
-        return float(-np.log2(np.maximum(p, _CODER_MIN_PROBABILITY)).sum() + escape_bits)
+        return symbol_bits(p) + float(escaped.sum()) * ESCAPE_BITS
 
 
 class ScaleTable:

@@ -9,7 +9,10 @@ the index of the interval the float falls in:
   μ̂ = step·⌊μ/step + ½⌋, so ŷ = symbol + μ̂ is the same float on every backend
   and so is every later pass's input;
 * the mean μ of an ``integer`` codec → one of ``fraction_bins`` slices per
-  unit, which gives its centre ⌊μ + ½⌋ and the fraction slot of its row.
+  unit, which gives its centre ⌊μ + ½⌋ and the fraction slot of its row;
+* a Gaussian mixture's components → the scale and mean of each as an
+  ``integer`` codec's, and its weight → an integer on a grid of
+  :data:`WEIGHT_LEVELS` (:class:`MixtureGuard`).
 
 Backends compute slightly different floats. Where the encoder's float lies
 within the bundle's tolerance of a boundary (relative: of σ for a scale, of
@@ -41,6 +44,9 @@ _CHUNK_BITS = 16
 #: Numbers coded in a side stream have at most this many bits (a pass has fewer than 2⁴⁸ decisions).
 _MAX_BITS = 48
 _POWERS_OF_TWO = 2 ** np.arange(_MAX_BITS, dtype=np.int64)
+#: A mixture component's weight w ∈ [0, 1] becomes the integer 1 + ⌊w·(WEIGHT_LEVELS − 1)⌋: every
+#: component keeps some mass, and a weight is resolved to 1/63 of the whole.
+WEIGHT_LEVELS = 64
 
 
 #: Probabilities of a coded number's bit length 1.._MAX_BITS: counts and Rice
@@ -146,6 +152,71 @@ class Guard:
         near = np.abs(values - boundaries[nearest]) <= self.tolerance * values
         _pin(index, nearest, near, pinned, pin_near)
         return index, near
+
+
+@dataclass(frozen=True)
+class MixtureDecided:
+    """The decisions of one batch of elements coded with a K-component Gaussian mixture each."""
+
+    #: (K, n) table row of each component.
+    rows: np.ndarray
+    #: (K, n) integer centre of each component (float32, as :attr:`Decided.centers`).
+    centers: np.ndarray
+    #: (K, n) integer weight of each component, 1 to WEIGHT_LEVELS.
+    weights: np.ndarray
+    #: Every decision index, (3K × n) int32: each component's scale and mean, then the weights.
+    codes: np.ndarray
+    #: Flat indices into codes of the decisions within the tolerance of a boundary.
+    near: np.ndarray
+
+
+class MixtureGuard:
+    """Turns a batch's mixture weights, means and scales into decisions, pinned as :class:`Guard` pins.
+
+    Each component's scale and mean are decided as an ``integer`` codec's
+    (a table row with its mean's fraction slot, and an integer centre);
+    each weight w on the grid w·(WEIGHT_LEVELS − 1), its boundaries at the
+    integers 1 … WEIGHT_LEVELS − 2, "near" within tolerance·(WEIGHT_LEVELS − 1)
+    (the weights are fractions of 1).
+
+    Args:
+        scale_table: The bundle's scale table, with fraction slots.
+        tolerance: As :class:`Guard`'s.
+        components: K, the mixture's number of components.
+    """
+
+    def __init__(self, scale_table: ScaleTable, tolerance: float, components: int):
+        self.component = Guard(scale_table, "integer", tolerance, None)
+        self.components = components
+        self.tolerance = tolerance
+        self.kinds = components * (self.component.kinds + 1)
+
+    def decide(self, weights: np.ndarray, means: np.ndarray, scales: np.ndarray, pinned: np.ndarray | None = None,
+               pin_near: bool = False) -> MixtureDecided:
+        """Decide every element of a batch: weights, means and scales are (K, n) float32 (see :meth:`Guard.decide`
+        for pinned and pin_near)."""
+        scales, means = np.asarray(scales, np.float32), np.asarray(means, np.float32)
+        size = scales[0].size
+        pinned = np.empty(0, np.int64) if pinned is None else pinned
+        per_component = self.component.kinds * size
+        parts = []
+        for k in range(self.components):
+            start = k * per_component
+            mine = pinned[(pinned >= start) & (pinned < start + per_component)] - start
+            parts.append(self.component.decide(scales[k], means[k], mine, pin_near))
+        start = self.components * per_component
+        grid = np.asarray(weights, np.float32).astype(np.float64).ravel() * (WEIGHT_LEVELS - 1)
+        nearest = np.rint(grid)
+        inner = (nearest >= 1) & (nearest <= WEIGHT_LEVELS - 2)  # 0 and 1 are the grid's ends, not boundaries
+        tolerance = np.where(inner, self.tolerance * (WEIGHT_LEVELS - 1), -1.0)
+        index, weight_near = _grid_decisions(grid, tolerance, pinned[pinned >= start] - start, pin_near)
+        index = np.clip(index, 0, WEIGHT_LEVELS - 1)
+        return MixtureDecided(
+            np.stack([part.rows for part in parts]), np.stack([part.centers for part in parts]),
+            (index + 1).reshape(self.components, size),
+            np.concatenate([*(part.codes for part in parts), index.reshape(self.components, size).astype(np.int32)]),
+            np.concatenate([*(part.near + k * per_component for k, part in enumerate(parts)),
+                            start + np.flatnonzero(weight_near)]))
 
 
 def _pin(index: np.ndarray, pinned_index: np.ndarray, near: np.ndarray, pinned: np.ndarray, pin_near: bool) -> None:
