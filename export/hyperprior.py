@@ -93,22 +93,23 @@ class HyperpriorCodec(nn.Module, ABC):
         """ẑ at inference."""
         return torch.round(z)
 
-    def quantize_latent(self, y: torch.Tensor, means: torch.Tensor, exact: bool) -> torch.Tensor:
-        """ŷ of the elements a step codes: round(y − μ̂) + μ̂ with μ̂ on the mean grid, as the runtime
-        codes it (straight-through, μ as it is, while training)."""
+    def quantize_latent(self, y: torch.Tensor, parameters: dict[str, torch.Tensor], exact: bool) -> torch.Tensor:
+        """ŷ of the elements a step codes, given the step's entropy parameters: round(y − μ̂) + μ̂ with μ̂ on
+        the mean grid, as the runtime codes it (straight-through, μ as it is, while training)."""
+        means = parameters["means"]
         if not exact:
             return ste_round(y - means) + means
         if self.mean_step is not None:
             means = torch.from_numpy(grid_means(means.cpu().numpy(), self.mean_step)).to(means.device)
         return torch.round(y - means) + means
 
-    def latent_symbols(self, y_hat: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
+    def latent_symbols(self, y_hat: torch.Tensor, parameters: dict[str, torch.Tensor]) -> torch.Tensor:
         """The integers the runtime codes for ŷ (rounded: ŷ − μ is integral only up to float error)."""
-        return torch.round(y_hat - means)
+        return torch.round(y_hat - parameters["means"])
 
-    def latent_likelihood(self, y_hat: torch.Tensor, scales: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
-        """The model's probability of each ŷ."""
-        return gaussian_likelihood(y_hat, scales, means)
+    def latent_likelihood(self, y_hat: torch.Tensor, parameters: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The model's probability of each ŷ under the step's entropy parameters (at the same elements)."""
+        return gaussian_likelihood(y_hat, parameters["scales"], parameters["means"])
 
     def initial_caches(self, step: ContextStep, y: torch.Tensor) -> dict[str, torch.Tensor]:
         """Zero caches of a raster step for a latent of y's shape (codecs with raster steps override)."""
@@ -137,8 +138,9 @@ class HyperpriorCodec(nn.Module, ABC):
 
         Returns:
             ŷ, and the scales and means of every element of y (of the
-            checkerboard and channel steps; raster steps train with teacher
-            forcing instead).
+            checkerboard and channel steps of a Gaussian codec; raster steps
+            train with teacher forcing instead, mixture codecs with their own
+            forward).
         """
         state = dict(sources)
         y_hat = torch.zeros_like(y)
@@ -154,10 +156,11 @@ class HyperpriorCodec(nn.Module, ABC):
             state.update({name: outputs[name] for name in step.writes})
             mask = torch.from_numpy(mask).to(y.device)
             channels = slice(*step.channels)
-            coded = self.quantize_latent(y[:, channels], outputs["means"], exact)
+            coded = self.quantize_latent(y[:, channels], outputs, exact)
             y_hat = _merge(y_hat, coded, channels, mask)
-            scales_all = _merge(scales_all, outputs["scales"], channels, mask)
-            means_all = _merge(means_all, outputs["means"], channels, mask)
+            if self.schedule.components == 1:
+                scales_all = _merge(scales_all, outputs["scales"], channels, mask)
+                means_all = _merge(means_all, outputs["means"], channels, mask)
             if visit is not None:
                 visit(step, inputs, {**outputs, "y_hat": coded}, (slice(None), mask))
         return y_hat, scales_all, means_all
@@ -178,7 +181,7 @@ class HyperpriorCodec(nn.Module, ABC):
             row = int(outputs[RASTER_ROW_INDEX][0])
             for name, cache in caches.items():
                 cache[..., row, :] = outputs[f"{name}_row"]
-            coded = self.quantize_latent(y[:, start:stop, i, j], outputs["means"], exact)
+            coded = self.quantize_latent(y[:, start:stop, i, j], outputs, exact)
             y_hat[:, start:stop, i, j] = coded
             if visit is not None:
                 visit(step, inputs, {**outputs, "y_hat": coded}, slice(None))
@@ -212,11 +215,14 @@ class HyperpriorCodec(nn.Module, ABC):
         step_bits = dict.fromkeys(step_symbols, 0.0)
 
         def visit(step, inputs, outputs, index):
-            coded, scales, means = (outputs[name][0][index] for name in ("y_hat", "scales", "means"))
-            step_symbols[step.name].append(self.latent_symbols(coded, means).flatten().to(torch.int32).cpu().numpy())
-            step_bits[step.name] += float(-torch.log2(self.latent_likelihood(coded, scales, means)).sum())
+            coded = outputs["y_hat"][0][index]
+            parameters = {name: outputs[name][0][index] for name in self.schedule.parameters}
+            symbols = self.latent_symbols(coded, parameters).flatten().to(torch.int32)
+            step_symbols[step.name].append(symbols.cpu().numpy())
+            step_bits[step.name] += float(-torch.log2(self.latent_likelihood(coded, parameters)).sum())
             if record:  # a raster step keeps its last run: the one with full caches
-                stages[step.name] = (dict(inputs), {k: outputs[k] for k in step.graph_outputs})
+                names = step.graph_outputs(self.schedule.parameters)
+                stages[step.name] = (dict(inputs), {name: outputs[name] for name in names})
 
         y_hat, _, _ = self.walk_schedule(y, sources, exact=True, visit=visit, in_image=y_coded)
         symbols += [np.concatenate(step_symbols[name]) for name in step_symbols]
@@ -270,7 +276,7 @@ def _merge(into: torch.Tensor, values: torch.Tensor, channels: slice, mask: torc
 def _step_function(step: ContextStep):
     def run(codec: HyperpriorCodec, *tensors):
         outputs = codec.context_step(step, dict(zip(step.graph_inputs, tensors, strict=True)))
-        return tuple(outputs[name] for name in step.graph_outputs)
+        return tuple(outputs[name] for name in step.graph_outputs(codec.schedule.parameters))
 
     return run
 

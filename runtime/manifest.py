@@ -38,8 +38,7 @@ from dataclasses import dataclass
 from .entropy import ESCAPE_LIMIT
 from .errors import BundleError
 from .json_fields import Field, parse_json
-from .schedule import (ENTROPY_PARAMETERS, NAME, RASTER_POSITION, RASTER_ROW_INDEX,
-                       CodingSchedule)
+from .schedule import NAME, RASTER_POSITION, RASTER_ROW_INDEX, CodingSchedule
 
 FORMAT = "licrt-bundle"
 FORMAT_VERSION = 4
@@ -392,6 +391,9 @@ class Manifest:
                                            [-k for k in MEAN_STEP_EXPONENTS]):
             raise BundleError(f"manifest.json: a mean grid ({self.mean_step:g}) needs mean-shift quantization and "
                               f"a power of two from 2^-{MEAN_STEP_EXPONENTS[-1]} to 1")
+        if self.schedule.components > 1 and self.y_quantization != "integer":
+            raise BundleError("manifest.json: a mixture codec's components are coded as an integer codec's; "
+                              f"its quantization is {self.y_quantization!r}")
         for path in self.files:
             if not re.fullmatch(FILE_PATH, path) or ".." in path.split("/"):
                 raise BundleError(f"manifest.json: files names {path[:80]!r}, a path that is not relative or leads "
@@ -428,7 +430,7 @@ class Manifest:
             "g_s": (["y_hat"], ["x_hat"]),
         }
         for step in self.schedule.steps:
-            expected[step.name] = (list(step.graph_inputs), list(step.graph_outputs))
+            expected[step.name] = (list(step.graph_inputs), list(step.graph_outputs(self.schedule.parameters)))
         for name, (inputs, outputs) in expected.items():
             graph = bucket.stages[name]
             if sorted(names(graph.inputs)) != sorted(inputs) or sorted(
@@ -467,9 +469,9 @@ class Manifest:
             graph = stages[step.name]
             for name in step.reads:
                 expect(step.name, graph.input(name), state[name])
-            channels = step.channels[1] - step.channels[0]
+            channels = (step.channels[1] - step.channels[0]) * self.schedule.components
             parameters = (1, channels) if step.raster else (1, channels, *y[2:])
-            for name in ENTROPY_PARAMETERS:
+            for name in self.schedule.parameters:
                 expect(step.name, graph.output(name), parameters)
             state.update({name: graph.output(name).shape for name in step.writes})
             if step.raster:

@@ -55,8 +55,12 @@ RASTER_ROW_INDEX = "row_index"
 #: Tensors the runtime puts into the state before the first step.
 INITIAL_STATE = ("y_hat",)
 
-#: Graph outputs every step returns; they are consumed, not kept in the state.
+#: Graph outputs every step returns; they are consumed, not kept in the state. A Gaussian's per element; a
+#: mixture's (``components`` > 1) per component and element, component-major: (1, K·C, h, w).
 ENTROPY_PARAMETERS = ("scales", "means")
+MIXTURE_PARAMETERS = ("weights", "means", "scales")
+#: The most components a mixture may have.
+MAX_COMPONENTS = 8
 
 #: What a manifest may declare: step and tensor names, and bounds that keep a
 #: hostile schedule from asking for absurd work.
@@ -95,10 +99,11 @@ class ContextStep:
         """Input names of the step graph: what it reads, then the position and caches of a raster step."""
         return (*self.reads, RASTER_POSITION, *self.caches) if self.raster else self.reads
 
-    @property
-    def graph_outputs(self) -> tuple[str, ...]:
+    def graph_outputs(self, parameters: tuple[str, ...] = ENTROPY_PARAMETERS) -> tuple[str, ...]:
+        """Output names of the step graph: the entropy parameters (see :attr:`CodingSchedule.parameters`), what
+        it writes, then a raster step's cache rows and row index."""
         rows = (*(f"{cache}_row" for cache in self.caches), RASTER_ROW_INDEX) if self.raster else ()
-        return (*ENTROPY_PARAMETERS, *self.writes, *rows)
+        return (*parameters, *self.writes, *rows)
 
     def position_mask(self, height: int, width: int) -> np.ndarray:
         """Boolean (height, width) mask of the positions this step codes."""
@@ -144,11 +149,19 @@ class CodingSchedule:
         steps: The passes, in coding order.
         sources: State tensors available before the first step besides ``y_hat``
             (the hyper decoder's outputs, e.g. ``("hyper",)``).
+        components: 1: each element is coded under a Gaussian; K > 1: under a K-component Gaussian mixture
+            (steps return :data:`MIXTURE_PARAMETERS`; no raster steps).
     """
 
     channels: int
     steps: tuple[ContextStep, ...]
     sources: tuple[str, ...] = field(default=("hyper",))
+    components: int = 1
+
+    @property
+    def parameters(self) -> tuple[str, ...]:
+        """The entropy parameters every step graph returns."""
+        return ENTROPY_PARAMETERS if self.components == 1 else MIXTURE_PARAMETERS
 
     def __post_init__(self):
         self.validate()
@@ -161,6 +174,8 @@ class CodingSchedule:
                 reads a tensor nobody wrote, or an element of ŷ is coded twice
                 or never (checked on a 2×2 grid, which covers every position set).
         """
+        if not 1 <= self.components <= MAX_COMPONENTS:
+            raise BundleError(f"schedule: {self.components} mixture components; expected 1 to {MAX_COMPONENTS}")
         available = set(INITIAL_STATE) | set(self.sources)
         coverage = np.zeros((self.channels, 2, 2), dtype=np.int64)
         names = set()
@@ -179,6 +194,8 @@ class CodingSchedule:
                     f"schedule: step {step.name!r} codes channels [{start}, {stop}) "
                     f"of a {self.channels}-channel latent"
                 )
+            if step.raster and self.components > 1:
+                raise BundleError(f"schedule: step {step.name!r} is a raster step of a mixture codec")
             if step.caches and not step.raster:
                 raise BundleError(f"schedule: step {step.name!r} has caches but is not a raster step")
             missing = [name for name in step.reads if name not in available]
@@ -196,10 +213,12 @@ class CodingSchedule:
             )
 
     def to_json(self) -> dict:
+        mixture = {"components": self.components} if self.components > 1 else {}
         return {
             "channels": self.channels,
             "sources": list(self.sources),
             "steps": [step.to_json() for step in self.steps],
+            **mixture,
         }
 
     @classmethod
@@ -207,7 +226,8 @@ class CodingSchedule:
         channels = field["channels"].int(1, MAX_CHANNELS)
         steps = tuple(ContextStep.from_json(step) for step in field["steps"].list(MAX_STEPS, min_items=1))
         sources = tuple(name.str(NAME) for name in field["sources"].list(MAX_STEP_TENSORS))
+        components = field.get("components", 1).int(1, MAX_COMPONENTS)
         try:
-            return cls(channels=channels, steps=steps, sources=sources)
+            return cls(channels=channels, steps=steps, sources=sources, components=components)
         except BundleError as exc:
             raise BundleError(f"{field.source}: {exc}") from None

@@ -35,7 +35,8 @@ import numpy as np
 from .bundle import Bundle
 from .container import pass_digest
 from .entropy import UndecodableError, max_coded_bytes
-from .guard import Guard, decode_side_stream, encode_side_stream, max_side_stream_bytes, side_stream_bits
+from .guard import decode_side_stream, encode_side_stream, max_side_stream_bytes, side_stream_bits
+from .latent_coding import latent_coding
 from .errors import BackendError, BitstreamError
 from .manifest import Bucket
 from .backends.base import Backend, StageRunner
@@ -141,8 +142,7 @@ class TileCoder:
         self.schedule = bundle.manifest.schedule
         self.backend = backend
         self._runners: dict[str, StageRunner] = {}
-        manifest = bundle.manifest
-        self.guard = Guard(bundle.scale_table, manifest.y_quantization, manifest.guard_tolerance, manifest.mean_step)
+        self.coding = latent_coding(bundle)
         self.record_near = guard
         #: Called after every stage graph run (each raster position counts): what a progress bar follows.
         self.on_run: Callable[[], object] | None = None
@@ -172,7 +172,7 @@ class TileCoder:
                 y_coded,
                 np.repeat(np.arange(self.z_shape[1], dtype=np.int16), int(z_coded.sum())),
                 masks,
-                {step.name: self.guard.kinds * (step.channels[1] - step.channels[0]) * int(masks[step.name].sum())
+                {step.name: self.coding.kinds * (step.channels[1] - step.channels[0]) * int(masks[step.name].sum())
                  for step in self.schedule.steps},
             )
         return self._layouts[area]
@@ -213,8 +213,8 @@ class TileCoder:
         :class:`CodedPass`.
 
         Args:
-            code: ``code(index, rows, centers) -> symbols`` gives the symbols
-                of one batch of elements: ``index`` picks them out of an
+            code: ``code(index, decided) -> symbols`` gives the symbols of
+                one batch of elements: ``index`` picks them out of an
                 (M, h, w) array, channel-major; the encoder takes them from y,
                 the decoder decodes them. Encoder and decoder share this walk,
                 so both compute every graph input identically.
@@ -231,15 +231,16 @@ class TileCoder:
             walk = _PassWalk(read_side(size) if read_side is not None else None,
                              record=read_side is None and self.record_near)
 
-            def decide(scales: np.ndarray, means: np.ndarray, index, walk: _PassWalk = walk) -> None:
-                self._code_batch(walk, scales, means, index, code, batches, state["y_hat"][0])
+            def decide(parameters: dict[str, np.ndarray], index, walk: _PassWalk = walk) -> None:
+                self._code_batch(walk, parameters, index, code, batches, state["y_hat"][0])
 
             start, stop = step.channels
             if not step.raster:
                 outputs = self._run(step.name, {name: state[name] for name in step.reads})
                 state.update({name: outputs[name] for name in step.writes})
                 mask = layout.masks[step.name]
-                decide(outputs["scales"][0][:, mask], outputs["means"][0][:, mask], (slice(start, stop), mask))
+                decide({name: outputs[name][0][:, mask] for name in self.schedule.parameters},
+                       (slice(start, stop), mask))
             else:
                 self._raster(step, layout.masks[step.name], state, decide)
             if walk.pinned is None:
@@ -262,7 +263,7 @@ class TileCoder:
         try:
             for position in np.flatnonzero(mask).tolist():
                 outputs = runner.step({RASTER_POSITION: np.array([position])},
-                                      fetch=("scales", "means", RASTER_ROW_INDEX))
+                                      fetch=(*self.schedule.parameters, RASTER_ROW_INDEX))
                 _check_finite(step.name, outputs)
                 self._ran()
                 row = int(outputs[RASTER_ROW_INDEX][0])
@@ -272,32 +273,31 @@ class TileCoder:
                                            f"{self._input_shapes[step.name][name][-2]} rows")
                     runner.store(f"{name}_row", name, (..., row, slice(None)))
                 index = (slice(start, stop), *divmod(position, width))
-                decide(outputs["scales"][0], outputs["means"][0], index)
+                decide({name: outputs[name][0] for name in self.schedule.parameters}, index)
                 if "y_hat" in step.reads:
                     runner.write("y_hat", (0, *index), state["y_hat"][0][index])
         finally:
             runner.release()
 
-    def _code_batch(self, walk: _PassWalk, scales: np.ndarray, means: np.ndarray, index, code: Callable,
+    def _code_batch(self, walk: _PassWalk, parameters: dict[str, np.ndarray], index, code: Callable,
                     batches: list, y_hat: np.ndarray) -> None:
         """Decide one batch of a pass's elements, code them, and add them to ŷ."""
-        count = self.guard.kinds * scales.size
+        shape = np.shape(y_hat[index])
+        count = self.coding.kinds * math.prod(shape)
         pinned = None
         if walk.pinned is not None:
             low, high = np.searchsorted(walk.pinned, [walk.done, walk.done + count])
             pinned = walk.pinned[low:high] - walk.done
-        decided = self.guard.decide(scales, means, pinned, pin_near=walk.record)
+        decided = self.coding.decide(parameters, pinned, pin_near=walk.record)
         if walk.record:
             walk.near.append(decided.near + walk.done)
         walk.done += count
-        tables = self.bundle.y_tables
-        symbols = code(index, decided.rows, decided.centers)
-        batches.append(partial(tables.encode, values=symbols, rows=decided.rows))
-        shape = np.shape(y_hat[index])
-        y_hat[index] = symbols.reshape(shape) + decided.centers.reshape(shape)
+        symbols = code(index, decided)
+        batches.append(self.coding.writer(symbols, decided))
+        y_hat[index] = self.coding.latent(symbols, decided).reshape(shape)
         walk.codes.append(decided.codes.ravel())
         walk.symbols.append(symbols.ravel())
-        walk.bits += tables.information_bits(symbols, decided.rows)
+        walk.bits += self.coding.bits(symbols, decided)
 
     def _hyper(self, z_hat: np.ndarray) -> dict[str, np.ndarray]:
         state = self._run("h_s", {"z_hat": z_hat})
@@ -335,12 +335,8 @@ class TileCoder:
         batches: list = []
         z_pass, z_hat = self._z_pass(layout, self._round(z[0][:, layout.z_coded]).astype(np.int32).ravel(), batches)
         passes = [z_pass]
-        mean_shift = self.bundle.manifest.y_quantization == "mean-shift"
-
-        def code(index, rows, centers):
-            values = y[0][index].ravel()
-            coded = np.rint(values - centers) if mean_shift else self._round(values) - centers
-            return coded.astype(np.int32)
+        def code(index, decided):
+            return self.coding.symbols(y[0][index].ravel(), decided, self._round)
 
         passes += self._passes(layout, self._hyper(z_hat), code, batches)
         return CodedTile(self._payload(batches), tuple(p.digest for p in passes), passes)
@@ -369,7 +365,6 @@ class TileCoder:
         """
         names = ["z", *(step.name for step in self.schedule.steps)]
         decoder = constriction.stream.queue.RangeDecoder(np.frombuffer(payload, dtype="<u4").astype(np.uint32))
-        y_tables = self.bundle.y_tables
         passes: list[CodedPass] = []
 
         def failure(index: int, what: str) -> BitstreamError:
@@ -391,8 +386,8 @@ class TileCoder:
             decoded(z_pass)
             state = self._hyper(z_hat)
 
-            def read(index, rows, centers):
-                return y_tables.decode(decoder, rows)
+            def read(index, decided):
+                return self.coding.read(decoder, decided)
 
             def read_side(size):
                 positions = decode_side_stream(decoder, size)

@@ -186,14 +186,14 @@ class Entroformer(HyperpriorCodec):
     def synthesis(self, y_hat):
         return self.decode(y_hat) / 2 + 0.5
 
-    def quantize_latent(self, y, means, exact):
+    def quantize_latent(self, y, parameters, exact):
         return quantize(y) if exact else ste_round(y).clamp(*SYMBOL_RANGE)
 
-    def latent_symbols(self, y_hat, means):
-        return y_hat - torch.round(means)
+    def latent_symbols(self, y_hat, parameters):
+        return y_hat - torch.round(parameters["means"])
 
-    def latent_likelihood(self, y_hat, scales, means):
-        return gaussian_bin(y_hat, means, scales)
+    def latent_likelihood(self, y_hat, parameters):
+        return gaussian_bin(y_hat, parameters["means"], parameters["scales"])
 
     def forward(self, x):
         """Training, as the official code: noise for the rate and the context, STE for g_s."""
