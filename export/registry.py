@@ -20,7 +20,7 @@ from typing import Any
 from licrt.runtime.errors import ExportError
 
 #: Modules that register codec families, imported on first lookup.
-_FAMILIES = ("licrt.export.s2cformer.model", "licrt.export.entroformer.model")
+_FAMILIES = ("licrt.export.s2cformer.model", "licrt.export.entroformer.model", "licrt.export.econtextformer.model")
 
 
 @dataclass(frozen=True)

@@ -56,3 +56,13 @@ def test_learning_rate_schedule():
     assert settings.learning_rate_factor(99) == 1.0
     assert settings.learning_rate_factor(500) == 0.1
     assert abs(settings.learning_rate_factor(950) - 0.01) < 1e-12
+
+
+def test_econtextformer_trains_on_all_its_groups_at_once(tmp_path):
+    settings = ["--set", "channels=16", "--set", "latent_channels=16", "--set", "dim=24", "--set", "depth=2",
+                "--set", "heads=2", "--set", "window=2"]
+    assert main(["econtextformer", "--data", str(DATA), "--lambda", "0.01", "--steps", "2", "--batch-size", "2",
+                 "--patch", "64", "--workers", "0", "--out", str(tmp_path / "e.pt"), *settings]) == 0
+    log = [json.loads(line) for line in open(tmp_path / "e.pt.log.jsonl")]
+    assert log[-1]["step"] == 2 and log[-1]["bpp"] > 0
+    assert load_model(tmp_path / "e.pt", "econtextformer").config.window == 2
