@@ -45,8 +45,10 @@ _CHUNK_BITS = 16
 _MAX_BITS = 48
 _POWERS_OF_TWO = 2 ** np.arange(_MAX_BITS, dtype=np.int64)
 #: A mixture component's weight w ∈ [0, 1] becomes the integer 1 + ⌊w·(WEIGHT_LEVELS − 1)⌋: every
-#: component keeps some mass, and a weight is resolved to 1/63 of the whole.
-WEIGHT_LEVELS = 64
+#: component keeps some mass, and a weight is resolved to 1/61 of the whole. 61 is prime, so the weights of
+#: equal components (1/2, 1/3, 1/4: an untrained model's, or a flat mixture's) lie mid-interval: with 64
+#: levels 1/3 fell on a boundary and a random model's file spent 8 % on the guard's side streams.
+WEIGHT_LEVELS = 62
 
 
 #: Probabilities of a coded number's bit length 1.._MAX_BITS: counts and Rice
@@ -176,8 +178,8 @@ class MixtureGuard:
     Each component's scale and mean are decided as an ``integer`` codec's
     (a table row with its mean's fraction slot, and an integer centre);
     each weight w on the grid w·(WEIGHT_LEVELS − 1), its boundaries at the
-    integers 1 … WEIGHT_LEVELS − 2, "near" within tolerance·(WEIGHT_LEVELS − 1)
-    (the weights are fractions of 1).
+    integers 1 … WEIGHT_LEVELS − 2, "near" within the tolerance relative to
+    the grid value (at least 1).
 
     Args:
         scale_table: The bundle's scale table, with fraction slots.
@@ -208,7 +210,7 @@ class MixtureGuard:
         grid = np.asarray(weights, np.float32).astype(np.float64).ravel() * (WEIGHT_LEVELS - 1)
         nearest = np.rint(grid)
         inner = (nearest >= 1) & (nearest <= WEIGHT_LEVELS - 2)  # 0 and 1 are the grid's ends, not boundaries
-        tolerance = np.where(inner, self.tolerance * (WEIGHT_LEVELS - 1), -1.0)
+        tolerance = np.where(inner, self.tolerance * np.maximum(grid, 1.0), -1.0)  # relative, as a scale's
         index, weight_near = _grid_decisions(grid, tolerance, pinned[pinned >= start] - start, pin_near)
         index = np.clip(index, 0, WEIGHT_LEVELS - 1)
         return MixtureDecided(
