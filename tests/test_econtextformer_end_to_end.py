@@ -2,17 +2,18 @@
 
 import subprocess
 import sys
+from importlib.util import find_spec
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
 from licrt.export.checkpoint import model_from_bundle
 from licrt.runtime.bundle import Bundle
 from licrt.runtime.codec import Codec
 from licrt.runtime.container import Container
 from licrt.runtime.tiling import crop, image_area, pad
+from PIL import Image
+
 from tests.helpers import DATA, load_image
 
 SMALL = ["--set", "channels=16", "--set", "latent_channels=16", "--set", "dim=24", "--set", "depth=2",
@@ -73,3 +74,16 @@ def test_images_of_several_tiles_come_back_at_their_size(folder):
         cwd=folder)
     run("licrt.runtime.cli", "decompress", "lighthouse.lic", "lighthouse.png", "--bundle", "bundle", cwd=folder)
     assert np.asarray(Image.open(folder / "lighthouse.png")).shape == (190, 250, 3)
+
+
+@pytest.mark.parametrize("backend", ["torch", pytest.param("openvino", marks=pytest.mark.skipif(
+    find_spec("openvino") is None, reason="needs OpenVINO (licrt[openvino])"))])
+def test_a_file_decodes_on_another_backend(folder, backend):
+    """The mixtures' decisions are the guard's: other floats decode the encoder's symbols."""
+    run("licrt.runtime.cli", "compress", DATA / "parrots_256x256.png", "parrots.lic", "--bundle", "bundle",
+        "--force", cwd=folder)
+    for name, options in (("same.png", []), ("other.png", ["--backend", backend])):
+        run("licrt.runtime.cli", "decompress", "parrots.lic", name, "--bundle", "bundle", "--force", *options,
+            cwd=folder)
+    same, other = (np.asarray(Image.open(folder / name)).astype(int) for name in ("same.png", "other.png"))
+    assert np.abs(same - other).max() <= 1
