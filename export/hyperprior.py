@@ -267,6 +267,23 @@ class HyperpriorCodec(nn.Module, ABC):
         return modules
 
 
+class TransformModules:
+    """The four transforms of a :class:`HyperpriorCodec` as its modules ``g_a``, ``h_a``, ``h_s`` (one source,
+    ``hyper``) and ``g_s``, for codecs that hold them so (mix in before HyperpriorCodec)."""
+
+    def analysis(self, x):
+        return self.g_a(x)
+
+    def hyper_analysis(self, y):
+        return self.h_a(y)
+
+    def hyper_synthesis(self, z_hat):
+        return {"hyper": self.h_s(z_hat)}
+
+    def synthesis(self, y_hat):
+        return self.g_s(y_hat)
+
+
 def _merge(into: torch.Tensor, values: torch.Tensor, channels: slice, mask: torch.Tensor) -> torch.Tensor:
     """into with values written at (channels × mask), without in-place ops (autograd-safe)."""
     merged = torch.where(mask, values, into[:, channels])

@@ -35,7 +35,7 @@ from licrt.runtime.schedule import CodingSchedule, ContextStep
 from ..entroformer.transforms import GDN
 from ..entropy_models import (LIKELIHOOD_BOUND, SCALE_BOUND, FactorizedPrior, add_uniform_noise, lower_bound,
                               standard_normal_cdf, ste_round)
-from ..hyperprior import HyperpriorCodec
+from ..hyperprior import HyperpriorCodec, TransformModules
 from ..registry import register_codec
 from .context import SpatioChannelContext, squeeze_group, unsqueeze_group
 
@@ -118,7 +118,7 @@ def econtextformer_schedule(channels: int, segments: int, components: int) -> Co
     return CodingSchedule(channels, tuple(steps), components=components)
 
 
-class EContextformer(HyperpriorCodec):
+class EContextformer(TransformModules, HyperpriorCodec):
     """The eContextformer codec (see the module docstring)."""
 
     y_quantization = "integer"
@@ -146,18 +146,6 @@ class EContextformer(HyperpriorCodec):
             for _ in range(c.segments))
         self.schedule = econtextformer_schedule(m, c.segments, c.components)
         self._steps = {step.name: g for g, step in enumerate(self.schedule.steps)}
-
-    def analysis(self, x):
-        return self.g_a(x)
-
-    def hyper_analysis(self, y):
-        return self.h_a(y)
-
-    def hyper_synthesis(self, z_hat):
-        return {"hyper": self.h_s(z_hat)}
-
-    def synthesis(self, y_hat):
-        return self.g_s(y_hat)
 
     def mixture(self, group: int, hyper: torch.Tensor, context: torch.Tensor | None) -> dict[str, torch.Tensor]:
         """Weights, means and scales of a group's cells, (B, K_m·M/N_cs, H, W/2) each, component-major, from the

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from ..entropy_models import FactorizedPrior
-from ..hyperprior import HyperpriorCodec
+from ..hyperprior import HyperpriorCodec, TransformModules
 from ..registry import register_codec
 from .blocks import SPATIAL_KINDS, S2CBlock, downsample, run_as_tokens, upsample
 from .context import SpaceChannelContext, scctx_schedule
@@ -85,7 +85,7 @@ HYBRID = ("conv", "attention", "attention")
                                            latent_channels=160, groups=(16, 16, 32, 32, 64), hyper_channels=64,
                                            ffn_ratio=2, context_width=64, aggregation_width=96),
                 "licrt's compact S2C-Hybrid (not in the paper): 4.7 M parameters, fast on CPUs")
-class S2CFormer(HyperpriorCodec):
+class S2CFormer(TransformModules, HyperpriorCodec):
     """An S2CFormer codec; see the module docstring for the layout."""
 
     def __init__(self, codec_id: str, config: S2CConfig):
@@ -124,20 +124,8 @@ class S2CFormer(HyperpriorCodec):
             config.ffn_ratio, config.kernel,
         )
 
-    def analysis(self, x):
-        return self.g_a(x)
-
-    def hyper_analysis(self, y):
-        return self.h_a(y)
-
-    def hyper_synthesis(self, z_hat):
-        return {"hyper": self.h_s(z_hat)}
-
     def context_step(self, step, state):
         return self.context(step, state)
-
-    def synthesis(self, y_hat):
-        return self.g_s(y_hat)
 
     def graph_forms(self):
         # The blocks in the token layout (see .blocks): the same functions, exported without layout round trips.
