@@ -12,11 +12,11 @@ from the same decisions, and constriction quantizes it alike.
 
 Elements are coded one table each with constriction's categorical family,
 grouped by table width (multiples of :data:`MIN_WIDTH`, powers of two
-beyond :data:`FINE_WIDTHS`, padded with zero entries) so that one call codes many; a group is built in chunks
-of at most :data:`CHUNK_ENTRIES` entries, whatever the image. A value
-outside its window is coded as the escape bin, then its value under a
-uniform model over ±:data:`~licrt.runtime.entropy.ESCAPE_LIMIT`, as with
-single Gaussians.
+beyond :data:`FINE_WIDTHS`, padded with zero entries) so that one call
+codes many; a group is built in chunks of at most :data:`CHUNK_ENTRIES`
+entries, whatever the image. A value outside its window is coded as the
+escape bin, then its value under a uniform model over
+±:data:`~licrt.runtime.entropy.ESCAPE_LIMIT`, as with single Gaussians.
 """
 
 from __future__ import annotations
