@@ -13,8 +13,9 @@ from the same decisions, and constriction quantizes it alike.
 Elements are coded one table each with constriction's categorical family,
 grouped by table width (multiples of :data:`MIN_WIDTH`, powers of two
 beyond :data:`FINE_WIDTHS`, padded with zero entries) so that one call
-codes many; a group is built in chunks of at most :data:`CHUNK_ENTRIES`
-entries, whatever the image. A value outside its window is coded as the
+codes many; a table covers at most :data:`MAX_WINDOW` values and a group
+is built in chunks of at most :data:`CHUNK_ENTRIES` entries, whatever the
+image or the file. A value outside its window is coded as the
 escape bin, then its value under a uniform model over
 ±:data:`~licrt.runtime.entropy.ESCAPE_LIMIT`, as with single Gaussians.
 """
@@ -36,6 +37,11 @@ MIN_WIDTH = 8
 FINE_WIDTHS = 128
 #: The most table entries built at once (float64: 32 MiB).
 CHUNK_ENTRIES = 2**22
+#: The most values an element's table covers: components whose rows span more (means far apart, or scales
+#: beyond ~80) are cut to the heaviest one's neighbourhood, the rest escaped (at up to 41 bits: the mass cut
+#: off is not moved to the escape bin). It bounds the work per element, which the next passes' means (fed by
+#: decoded, possibly forged, values) would otherwise set.
+MAX_WINDOW = 1024
 _FAMILY = constriction.stream.model.Categorical(perfect=False)
 
 
@@ -111,6 +117,13 @@ class _Windows:
         count = tables.lengths[rows] - 1  # and how many it covers
         self.low = np.maximum(first.min(axis=0), -ESCAPE_LIMIT)
         self.high = np.minimum((first + count - 1).max(axis=0), ESCAPE_LIMIT)
+        wide = self.high - self.low >= MAX_WINDOW
+        if wide.any():  # around the heaviest component's centre (the first of equal weights); the rest escapes
+            heaviest = np.argmax(decided.weights, axis=0)
+            centre = decided.centers.astype(np.int64)[heaviest, np.arange(heaviest.size)]
+            low = np.clip(centre - MAX_WINDOW // 2, -ESCAPE_LIMIT, ESCAPE_LIMIT - MAX_WINDOW + 1)
+            self.low = np.where(wide, low, self.low)
+            self.high = np.where(wide, low + MAX_WINDOW - 1, self.high)
         starts = coder.padded_starts[rows]
         #: Per component: the padded entry of the window's first value, and the zeros either side of its row.
         self.base = (starts + self.low - first).astype(np.int32)

@@ -109,3 +109,22 @@ def test_damaged_data_is_an_error_or_other_values_never_a_crash(coding):
     except UndecodableError:
         return
     assert not np.array_equal(decoded, values)
+
+
+def test_components_far_apart_are_cut_to_the_heaviest_ones_neighbourhood(coding):
+    """The work per element is bounded whatever the means: values beyond the window are escaped, and still
+    come back."""
+    size = 1_000
+    weights = np.tile(np.array([[0.2], [0.7], [0.1]], np.float32), (1, size))
+    means = np.tile(np.array([[-20_000.0], [3.0], [25_000.0]], np.float32), (1, size))
+    scales = np.full((3, size), 2.0, np.float32)
+    values = np.where(np.arange(size) % 2, 3, 24_999).astype(np.int64)  # near the heaviest, and near the third
+    decided = coding[0].decide(weights, means, scales)
+    windows = mixture._Windows(coding[1], decided)
+    assert np.all(windows.high - windows.low + 1 == mixture.MAX_WINDOW)
+    assert np.all((windows.low <= 3) & (windows.high >= 3))
+    data = encode(coding, values, decided)
+    assert np.array_equal(decode(coding, data, decided), values)
+    # 500 escaped values at most 41 bits each (the escape bin keeps only the rows' tails, the far components' mass
+    # is not in the table), 500 near values at a few bits.
+    assert len(data) < 500 * (41 + 4) / 8
