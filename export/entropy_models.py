@@ -63,13 +63,17 @@ def standard_normal_cdf(x: torch.Tensor) -> torch.Tensor:
     return 0.5 * torch.erfc(-x / math.sqrt(2.0))
 
 
-def gaussian_likelihood(values: torch.Tensor, scales: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
-    """P(bin of width 1 around values) under N(means, scales²), lower-bounded."""
+def gaussian_bin_mass(values: torch.Tensor, scales: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
+    """P(bin of width 1 around values) under N(means, scales²), scales bounded below at SCALE_BOUND; computed on
+    the side of the mean where the tail is, so small masses keep their precision."""
     scales = lower_bound(scales, SCALE_BOUND)
     distance = (values - means).abs()
-    upper = standard_normal_cdf((0.5 - distance) / scales)
-    lower = standard_normal_cdf((-0.5 - distance) / scales)
-    return lower_bound(upper - lower, LIKELIHOOD_BOUND)
+    return standard_normal_cdf((0.5 - distance) / scales) - standard_normal_cdf((-0.5 - distance) / scales)
+
+
+def gaussian_likelihood(values: torch.Tensor, scales: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
+    """:func:`gaussian_bin_mass`, lower-bounded at LIKELIHOOD_BOUND."""
+    return lower_bound(gaussian_bin_mass(values, scales, means), LIKELIHOOD_BOUND)
 
 
 def table_arrays(rows: list[tuple[int, np.ndarray]]) -> dict[str, np.ndarray]:

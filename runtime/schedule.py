@@ -99,7 +99,7 @@ class ContextStep:
         """Input names of the step graph: what it reads, then the position and caches of a raster step."""
         return (*self.reads, RASTER_POSITION, *self.caches) if self.raster else self.reads
 
-    def graph_outputs(self, parameters: tuple[str, ...] = ENTROPY_PARAMETERS) -> tuple[str, ...]:
+    def graph_outputs(self, parameters: tuple[str, ...]) -> tuple[str, ...]:
         """Output names of the step graph: the entropy parameters (see :attr:`CodingSchedule.parameters`), what
         it writes, then a raster step's cache rows and row index."""
         rows = (*(f"{cache}_row" for cache in self.caches), RASTER_ROW_INDEX) if self.raster else ()

@@ -335,6 +335,7 @@ class TileCoder:
         batches: list = []
         z_pass, z_hat = self._z_pass(layout, self._round(z[0][:, layout.z_coded]).astype(np.int32).ravel(), batches)
         passes = [z_pass]
+
         def code(index, decided):
             return self.coding.symbols(y[0][index].ravel(), decided, self._round)
 

@@ -33,10 +33,11 @@ from torch.nn import functional as F
 from licrt.runtime.schedule import CodingSchedule, ContextStep
 
 from ..entroformer.transforms import GDN
-from ..entropy_models import (LIKELIHOOD_BOUND, SCALE_BOUND, FactorizedPrior, add_uniform_noise, lower_bound,
-                              standard_normal_cdf, ste_round)
+from ..entropy_models import (LIKELIHOOD_BOUND, SCALE_BOUND, FactorizedPrior, add_uniform_noise, gaussian_bin_mass,
+                              lower_bound, ste_round)
 from ..hyperprior import HyperpriorCodec, TransformModules
 from ..registry import register_codec
+from ..s2cformer.blocks import downsample
 from .context import SpatioChannelContext, squeeze_group, unsqueeze_group
 
 
@@ -64,10 +65,7 @@ class EContextformerConfig:
 def mixture_likelihood(values: torch.Tensor, weights: torch.Tensor, means: torch.Tensor,
                        scales: torch.Tensor) -> torch.Tensor:
     """P(bin of width 1 around values) under Σ_k w_k N(μ_k, σ_k²); parameters have a leading component axis."""
-    scales = lower_bound(scales, SCALE_BOUND)
-    upper = standard_normal_cdf((values + 0.5 - means) / scales)
-    lower = standard_normal_cdf((values - 0.5 - means) / scales)
-    return lower_bound((weights * (upper - lower)).sum(dim=0), LIKELIHOOD_BOUND)
+    return lower_bound((weights * gaussian_bin_mass(values, scales, means)).sum(dim=0), LIKELIHOOD_BOUND)
 
 
 class _ResidualUnit(nn.Module):
@@ -91,10 +89,6 @@ class _AttentionModule(nn.Module):
 
     def forward(self, x):
         return x + self.trunk(x) * torch.sigmoid(self.mask(x))
-
-
-def _down(cin: int, cout: int, kernel: int = 3) -> nn.Conv2d:
-    return nn.Conv2d(cin, cout, kernel, stride=2, padding=kernel // 2)
 
 
 def _up(cin: int, cout: int, kernel: int = 3) -> nn.ConvTranspose2d:
@@ -129,12 +123,12 @@ class EContextformer(TransformModules, HyperpriorCodec):
         self.codec_id, self.config = codec_id, config
         c = config
         n, m = c.channels, c.latent_channels
-        self.g_a = nn.Sequential(_down(3, n), GDN(n), _down(n, n), GDN(n), _AttentionModule(n),
-                                 _down(n, n), GDN(n), _down(n, m))
+        self.g_a = nn.Sequential(downsample(3, n), GDN(n), downsample(n, n), GDN(n), _AttentionModule(n),
+                                 downsample(n, n), GDN(n), downsample(n, m))
         self.g_s = nn.Sequential(_ResidualUnit(m), _up(m, n), GDN(n, inverse=True), _up(n, n), GDN(n, inverse=True),
                                  _AttentionModule(n), _up(n, n), GDN(n, inverse=True), _up(n, 3))
-        self.h_a = nn.Sequential(nn.Conv2d(m, n, 5, padding=2), nn.LeakyReLU(), _down(n, n, 5), nn.LeakyReLU(),
-                                 _down(n, n, 5))
+        self.h_a = nn.Sequential(nn.Conv2d(m, n, 5, padding=2), nn.LeakyReLU(), downsample(n, n, 5), nn.LeakyReLU(),
+                                 downsample(n, n, 5))
         self.h_s = nn.Sequential(_up(n, m, 5), nn.LeakyReLU(), _up(m, 3 * m // 2, 5), nn.LeakyReLU(),
                                  nn.Conv2d(3 * m // 2, 2 * m, 5, padding=2))
         self.z_prior = FactorizedPrior(n)
