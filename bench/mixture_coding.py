@@ -9,8 +9,9 @@ from a softmax of N(0, 1) logits. Timed per direction, medians of
 ``--rounds``: the guard's decisions, building the mixture tables and coding
 (:mod:`licrt.runtime.mixture`), against values drawn from the first component
 alone, coded as an ``integer`` codec's symbols are (decisions, then
-:class:`~licrt.runtime.entropy.CategoricalTables` rows, grouped). File size
-against −Σ log2 p.
+:class:`~licrt.runtime.entropy.CategoricalTables` rows, grouped). The mixtures
+are decided on eContextformer's grids (its mean fraction slices and weight
+grid), the Gaussians on the default slices. File size against −Σ log2 p.
 
 Example::
 
@@ -27,6 +28,7 @@ from pathlib import Path
 import constriction
 import numpy as np
 
+from licrt.export.econtextformer.model import EContextformer
 from licrt.export.entropy_models import SCALE_TABLE, fraction_bins, gaussian_tables
 from licrt.runtime.entropy import CategoricalTables, ScaleTable
 from licrt.runtime.guard import Guard, MixtureGuard
@@ -94,13 +96,18 @@ def main() -> None:
     arrays = gaussian_tables(SCALE_TABLE, fraction_bins(SCALE_TABLE))
     tables = CategoricalTables(arrays["probabilities"], arrays["lengths"], arrays["offsets"])
     scale_table = ScaleTable(arrays["scale_table"], arrays["fraction_bins"])
+    mixture_arrays = gaussian_tables(SCALE_TABLE, fraction_bins(SCALE_TABLE, *EContextformer.fraction_slices))
+    mixture_tables = CategoricalTables(mixture_arrays["probabilities"], mixture_arrays["lengths"],
+                                       mixture_arrays["offsets"])
+    mixture_scales = ScaleTable(mixture_arrays["scale_table"], mixture_arrays["fraction_bins"])
     (weights, means, scales), values = draw(SYMBOLS, args.scale_median, args.mean_spread)
     alone = np.rint(np.random.default_rng(1).normal(means[0], scales[0])).astype(np.int64)  # the first component's
     coders = {
         "gaussian": (Guard(scale_table, "integer", TOLERANCE, None), tables,
                      lambda guard: guard.decide(scales[0], means[0], pin_near=True),
                      lambda decided: (alone - decided.centers.astype(np.int64), decided.rows)),
-        "mixture-3": (MixtureGuard(scale_table, TOLERANCE, 3), MixtureTables(tables),
+        "mixture-3": (MixtureGuard(mixture_scales, TOLERANCE, 3, EContextformer.weight_grid),
+                      MixtureTables(mixture_tables),
                       lambda guard: guard.decide(weights, means, scales, pin_near=True),
                       lambda decided: (values, decided)),
     }

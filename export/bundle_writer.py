@@ -164,7 +164,7 @@ def _write(levels: dict[str, HyperpriorCodec], shapes, root: Path, progress: boo
         np.savez(root / level.z_tables, **level_model.z_prior.tables())
         np.savez(root / level.parameters, **{key: value.detach().cpu().numpy()
                                              for key, value in level_model.state_dict().items() if key not in held})
-    bins = fraction_bins(model.scale_table) if model.y_quantization == "integer" else None
+    bins = fraction_bins(model.scale_table, *model.fraction_slices) if model.y_quantization == "integer" else None
     np.savez(root / "entropy" / "y.npz", **gaussian_tables(model.scale_table, bins))
     files = digest_files(root)
     manifest = Manifest(
@@ -183,6 +183,7 @@ def _write(levels: dict[str, HyperpriorCodec], shapes, root: Path, progress: boo
         rounding=model.rounding,
         symbol_range=model.symbol_range,
         mean_step=model.mean_step,
+        weight_grid=model.weight_grid,
         guard_epsilon=guard_epsilon,
         guard_margin=GUARD_MARGIN,
     )

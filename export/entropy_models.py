@@ -85,15 +85,18 @@ def table_arrays(rows: list[tuple[int, np.ndarray]]) -> dict[str, np.ndarray]:
     }
 
 
-def fraction_bins(scale_table: np.ndarray) -> np.ndarray:
-    """How finely to slice the mean's fraction for each scale: 8/s slices (a power of two, 1 to 64).
+def fraction_bins(scale_table: np.ndarray, per_scale: float = 8.0, most: int = 64) -> np.ndarray:
+    """How finely to slice the mean's fraction for each scale s: per_scale/s slices, a power of two from 1 to
+    most.
 
     The rate lost to coding with the slice's central fraction instead of the
     true one grows like (δ/σ)², so narrow Gaussians need fine slices and wide
-    ones need none; with this rule the loss stays near 0.001 bit per symbol.
+    ones need none; with the default rule the loss stays near 0.001 bit per
+    symbol. Coarser slices put fewer of a pass's means near a slice boundary,
+    where the guard must record them.
     """
-    wanted = np.ceil(np.log2(8.0 / scale_table.astype(np.float64)))
-    return (2 ** np.clip(wanted, 0, 6)).astype(np.int64)
+    wanted = np.ceil(np.log2(per_scale / scale_table.astype(np.float64)))
+    return (2 ** np.clip(wanted, 0, np.log2(most))).astype(np.int64)
 
 
 def gaussian_tables(scale_table: np.ndarray = SCALE_TABLE, bins: np.ndarray | None = None) -> dict[str, np.ndarray]:

@@ -66,6 +66,11 @@ class HyperpriorCodec(nn.Module, ABC):
     mean_step: float | None = None
     #: Gaussian scales the ŷ coding tables are built for.
     scale_table: np.ndarray = SCALE_TABLE
+    #: An ``integer`` codec's mean fraction slices: per_scale/σ of them, at most ``most`` (arguments of
+    #: ``entropy_models.fraction_bins``).
+    fraction_slices: tuple[float, int] = (8.0, 64)
+    #: A mixture codec's weight grid (see ``licrt.runtime.guard.MixtureGuard``); None for one Gaussian per element.
+    weight_grid: int | None = None
     schedule: CodingSchedule
     z_prior: nn.Module
 

@@ -11,8 +11,8 @@ the index of the interval the float falls in:
 * the mean μ of an ``integer`` codec → one of ``fraction_bins`` slices per
   unit, which gives its centre ⌊μ + ½⌋ and the fraction slot of its row;
 * a Gaussian mixture's components → the scale and mean of each as an
-  ``integer`` codec's, and its weight → an integer on a grid of
-  :data:`WEIGHT_LEVELS` (:class:`MixtureGuard`).
+  ``integer`` codec's, and its weight → an integer on the bundle's weight
+  grid (:class:`MixtureGuard`).
 
 Backends compute slightly different floats. Where the encoder's float lies
 within the bundle's tolerance of a boundary (relative: of σ for a scale, of
@@ -44,11 +44,6 @@ _CHUNK_BITS = 16
 #: Numbers coded in a side stream have at most this many bits (a pass has fewer than 2⁴⁸ decisions).
 _MAX_BITS = 48
 _POWERS_OF_TWO = 2 ** np.arange(_MAX_BITS, dtype=np.int64)
-#: A mixture component's weight w ∈ [0, 1] becomes the integer 1 + ⌊w·(WEIGHT_LEVELS − 1)⌋: every
-#: component keeps some mass, and a weight is resolved to 1/61 of the whole. 61 is prime, so the weights of
-#: equal components (1/2, 1/3, 1/4: an untrained model's, or a flat mixture's) lie mid-interval: with 64
-#: levels 1/3 fell on a boundary and a random model's file spent 8 % on the guard's side streams.
-WEIGHT_LEVELS = 62
 
 
 #: Probabilities of a coded number's bit length 1.._MAX_BITS: counts and Rice
@@ -164,7 +159,7 @@ class MixtureDecided:
     rows: np.ndarray
     #: (K, n) integer centre of each component (float32, as :attr:`Decided.centers`).
     centers: np.ndarray
-    #: (K, n) integer weight of each component, 1 to WEIGHT_LEVELS.
+    #: (K, n) integer weight of each component, 1 to the weight grid + 1.
     weights: np.ndarray
     #: Every decision index, (3K × n) int32: each component's scale and mean, then the weights.
     codes: np.ndarray
@@ -177,20 +172,23 @@ class MixtureGuard:
 
     Each component's scale and mean are decided as an ``integer`` codec's
     (a table row with its mean's fraction slot, and an integer centre);
-    each weight w on the grid w·(WEIGHT_LEVELS − 1), its boundaries at the
-    integers 1 … WEIGHT_LEVELS − 2, "near" within the tolerance relative to
-    the grid value (at least 1).
+    each weight w becomes 1 + ⌊w·G⌋ on the bundle's weight grid of G steps
+    (boundaries at the integers 1 … G − 1, "near" within the tolerance
+    relative to w·G, at least 1), so every component keeps 1/(G + K) of the
+    mass at least.
 
     Args:
         scale_table: The bundle's scale table, with fraction slots.
         tolerance: As :class:`Guard`'s.
         components: K, the mixture's number of components.
+        weight_grid: G.
     """
 
-    def __init__(self, scale_table: ScaleTable, tolerance: float, components: int):
+    def __init__(self, scale_table: ScaleTable, tolerance: float, components: int, weight_grid: int):
         self.component = Guard(scale_table, "integer", tolerance, None)
         self.components = components
         self.tolerance = tolerance
+        self.weight_grid = weight_grid
         self.kinds = components * (self.component.kinds + 1)
 
     def decide(self, weights: np.ndarray, means: np.ndarray, scales: np.ndarray, pinned: np.ndarray | None = None,
@@ -207,12 +205,12 @@ class MixtureGuard:
             mine = pinned[(pinned >= start) & (pinned < start + per_component)] - start
             parts.append(self.component.decide(scales[k], means[k], mine, pin_near))
         start = self.components * per_component
-        grid = np.asarray(weights, np.float32).astype(np.float64).ravel() * (WEIGHT_LEVELS - 1)
+        grid = np.asarray(weights, np.float32).astype(np.float64).ravel() * self.weight_grid
         nearest = np.rint(grid)
-        inner = (nearest >= 1) & (nearest <= WEIGHT_LEVELS - 2)  # 0 and 1 are the grid's ends, not boundaries
+        inner = (nearest >= 1) & (nearest <= self.weight_grid - 1)  # 0 and G are the grid's ends, not boundaries
         tolerance = np.where(inner, self.tolerance * np.maximum(grid, 1.0), -1.0)  # relative, as a scale's
         index, weight_near = _grid_decisions(grid, tolerance, pinned[pinned >= start] - start, pin_near)
-        index = np.clip(index, 0, WEIGHT_LEVELS - 1)
+        index = np.clip(index, 0, self.weight_grid)
         return MixtureDecided(
             np.stack([part.rows for part in parts]), np.stack([part.centers for part in parts]),
             (index + 1).reshape(self.components, size),

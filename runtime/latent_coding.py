@@ -59,7 +59,8 @@ class MixtureCoding:
     def __init__(self, bundle):
         manifest = bundle.manifest
         self.components = manifest.schedule.components
-        self.guard = MixtureGuard(bundle.scale_table, manifest.guard_tolerance, self.components)
+        self.guard = MixtureGuard(bundle.scale_table, manifest.guard_tolerance, self.components,
+                                  manifest.weight_grid)
         self.kinds = self.guard.kinds
         self.tables = MixtureTables(bundle.y_tables)
 

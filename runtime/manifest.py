@@ -88,6 +88,7 @@ MAX_TENSOR_ELEMENTS = 2**28
 MAX_TENSORS_PER_GRAPH = 64
 MAX_STAGES = 4 + 1024
 MAX_FILES = 4096
+MAX_WEIGHT_GRID = 2**16
 #: A bundle file's path: relative, POSIX separators, no ``..`` (checked when opened).
 FILE_PATH = r"[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*"
 SHA256 = r"[0-9a-f]{64}"
@@ -246,6 +247,8 @@ class Manifest:
         rounding: One of :data:`ROUNDINGS`.
         symbol_range: (low, high) that ẑ and ŷ are clamped to, if any.
         mean_step: The grid of μ for ``mean-shift`` (None: μ as computed).
+        weight_grid: How many steps a mixture codec's weights are decided on (None: no mixture; see
+            :class:`~licrt.runtime.guard.MixtureGuard`).
         guard_epsilon: The relative difference between backends' stage outputs the guard covers.
         guard_margin: Decisions within ``guard_epsilon × guard_margin`` of a boundary are recorded.
     """
@@ -265,6 +268,7 @@ class Manifest:
     rounding: str = "half-even"
     symbol_range: tuple[int, int] | None = None
     mean_step: float | None = None
+    weight_grid: int | None = None
     guard_epsilon: float = 0.0
     guard_margin: float = 1.0
 
@@ -316,7 +320,8 @@ class Manifest:
             "levels": [level.to_json() for level in self.levels],
             "default_level": self.default_level,
             "entropy": {
-                "y": {"tables": self.y_tables, "quantization": self.y_quantization, "mean_step": self.mean_step},
+                "y": {"tables": self.y_tables, "quantization": self.y_quantization, "mean_step": self.mean_step,
+                      **({"weight_grid": self.weight_grid} if self.weight_grid is not None else {})},
                 "guard": {"epsilon": self.guard_epsilon, "margin": self.guard_margin},
                 "rounding": self.rounding,
                 "symbol_range": list(self.symbol_range) if self.symbol_range else None,
@@ -355,6 +360,7 @@ class Manifest:
         schedule = CodingSchedule.from_json(root["schedule"])
         mean_step = entropy["y"]["mean_step"]
         mean_step = None if mean_step.value is None else mean_step.float(2.0 ** -MEAN_STEP_EXPONENTS[-1], 1.0)
+        weight_grid = entropy["y"].get("weight_grid")
         root["codec"]["config"].items(max_items=256)  # informational, but an object
         levels = tuple(Level.from_json(level) for level in root["levels"].list(MAX_LEVELS, min_items=1))
         manifest = cls(
@@ -377,6 +383,7 @@ class Manifest:
             rounding=entropy.get("rounding", "half-even").str(choices=ROUNDINGS),
             symbol_range=symbol_range,
             mean_step=mean_step,
+            weight_grid=None if weight_grid.value is None else weight_grid.int(1, MAX_WEIGHT_GRID),
             guard_epsilon=entropy["guard"]["epsilon"].float(0.0, MAX_GUARD_EPSILON),
             guard_margin=entropy["guard"]["margin"].float(1.0, MAX_GUARD_MARGIN),
         )
@@ -394,6 +401,9 @@ class Manifest:
         if self.schedule.components > 1 and self.y_quantization != "integer":
             raise BundleError("manifest.json: a mixture codec's components are coded as an integer codec's; "
                               f"its quantization is {self.y_quantization!r}")
+        if (self.schedule.components > 1) != (self.weight_grid is not None):
+            raise BundleError("manifest.json: entropy.y.weight_grid is given for a mixture codec, and only for one "
+                              "(bundles exported by licrt 0.7 lack it: export them again)")
         for path in self.files:
             if not re.fullmatch(FILE_PATH, path) or ".." in path.split("/"):
                 raise BundleError(f"manifest.json: files names {path[:80]!r}, a path that is not relative or leads "

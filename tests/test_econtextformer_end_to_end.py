@@ -1,5 +1,6 @@
 """eContextformer through export-onnx and licrt, as a user runs them: a small random model (the CLI's --set)."""
 
+import json
 import subprocess
 import sys
 from importlib.util import find_spec
@@ -11,6 +12,8 @@ from licrt.export.checkpoint import model_from_bundle
 from licrt.runtime.bundle import Bundle
 from licrt.runtime.codec import Codec
 from licrt.runtime.container import Container
+from licrt.runtime.errors import BundleError
+from licrt.runtime.manifest import Manifest
 from licrt.runtime.tiling import crop, image_area, pad
 from PIL import Image
 
@@ -87,3 +90,16 @@ def test_a_file_decodes_on_another_backend(folder, backend):
             cwd=folder)
     same, other = (np.asarray(Image.open(folder / name)).astype(int) for name in ("same.png", "other.png"))
     assert np.abs(same - other).max() <= 1
+
+
+def test_the_weight_grid_is_part_of_the_bundles_coding_contract(folder):
+    """A mixture's weight grid decides its tables: it is in the manifest and its contract, and a mixture bundle
+    without one (as licrt 0.7 wrote them) is refused with a line that says what to do."""
+    manifest = json.loads((folder / "bundle" / "manifest.json").read_text())
+    assert manifest["entropy"]["y"]["weight_grid"] == 31
+    other = json.loads(json.dumps(manifest))
+    other["entropy"]["y"]["weight_grid"] = 61
+    assert Manifest.loads(json.dumps(other)).coding_contract() != Manifest.loads(json.dumps(manifest)).coding_contract()
+    del other["entropy"]["y"]["weight_grid"]
+    with pytest.raises(BundleError, match="weight_grid .* export them again"):
+        Manifest.loads(json.dumps(other))

@@ -66,6 +66,7 @@ def edit_manifest(root, change):
     (lambda d: d["schedule"]["steps"].pop(), "not coded exactly once"),
     (lambda d: d["buckets"][0]["stages"]["g_s"]["inputs"][0].update(name="y"), "stage g_s"),
     (lambda d: d["entropy"]["y"].update(quantization="dithered"), "quantization must be one of"),
+    (lambda d: d["entropy"]["y"].update(weight_grid=31), "weight_grid is given for a mixture codec, and only"),
     (lambda d: d.update(default_level=1), "default_level"),
     (lambda d: d["levels"].append(dict(d["levels"][0])), "two quality levels share a name"),
     (lambda d: d["levels"][0].update(directory="../elsewhere"), "../elsewhere/transforms.bin is not listed"),

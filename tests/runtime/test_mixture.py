@@ -7,17 +7,19 @@ import pytest
 from licrt.export.entropy_models import SCALE_TABLE, fraction_bins, gaussian_tables
 from licrt.runtime import mixture
 from licrt.runtime.entropy import CategoricalTables, ScaleTable, UndecodableError
-from licrt.runtime.guard import WEIGHT_LEVELS, MixtureGuard, decode_side_stream, encode_side_stream
+from licrt.runtime.guard import MixtureGuard, decode_side_stream, encode_side_stream
 from licrt.runtime.mixture import MixtureTables
 
 TOLERANCE = 1e-5
+WEIGHT_GRID = 31
 
 
 @pytest.fixture(scope="module")
 def coding():
     arrays = gaussian_tables(SCALE_TABLE, fraction_bins(SCALE_TABLE))
     tables = CategoricalTables(arrays["probabilities"], arrays["lengths"], arrays["offsets"])
-    return MixtureGuard(ScaleTable(arrays["scale_table"], arrays["fraction_bins"]), TOLERANCE, 3), MixtureTables(tables)
+    guard = MixtureGuard(ScaleTable(arrays["scale_table"], arrays["fraction_bins"]), TOLERANCE, 3, WEIGHT_GRID)
+    return guard, MixtureTables(tables)
 
 
 def mixtures(size, seed=0):
@@ -64,10 +66,10 @@ def test_a_dominant_component_codes_like_its_gaussian_alone(coding):
     parameters, _ = mixtures(5_000, seed=2)
     weights, means, scales = parameters
     weights = np.zeros_like(weights)
-    weights[0] = 1.0  # the others keep the smallest weight, 1 of 64 + 2
+    weights[0] = 1.0  # the others keep the smallest weight, 1 of 31 + 3
     values = np.rint(np.random.default_rng(3).normal(means[0], scales[0])).astype(np.int64)
     decided = coding[0].decide(weights, means, scales)
-    assert decided.weights[0].tolist() == [WEIGHT_LEVELS] * 5_000 and decided.weights[1:].max() == 1
+    assert decided.weights[0].tolist() == [WEIGHT_GRID + 1] * 5_000 and decided.weights[1:].max() == 1
     alone = coding[0].decide(np.stack([np.ones(5_000, np.float32)] * 3), np.stack([means[0]] * 3),
                              np.stack([scales[0]] * 3))
     bits = coding[1].information_bits(values, decided)
@@ -79,7 +81,7 @@ def test_floats_within_the_tolerance_decode_to_the_encoders_values_with_its_side
     parameters, values = mixtures(4_000, seed=4)
     weights, means, scales = parameters
     # Put some weights, means and scales right on a boundary, where another backend lands on either side.
-    weights[0, :50] = np.float32(17 / (WEIGHT_LEVELS - 1))
+    weights[0, :50] = np.float32(17 / WEIGHT_GRID)
     means[1, 50:100] = np.float32(2.5)
     scales[2, 100:150] = guard.component.table.boundaries[20]
     encoder_side = guard.decide(weights, means, scales, pin_near=True)
