@@ -34,6 +34,12 @@ from torch import nn
 from torch.nn import functional as F
 
 
+def segment_and_parity(group: int) -> tuple[int, int]:
+    """The channel segment and checkerboard parity (0: anchors, (i + j) even) of coding group ``group``, in
+    spatial-first order: each segment's anchors, then its non-anchors."""
+    return divmod(group, 2)
+
+
 def squeeze_group(values: torch.Tensor, parity: int) -> torch.Tensor:
     """(B, C, H, W) → (B, C, H, W/2): the positions of one checkerboard parity ((i + j) % 2 == parity)."""
     batch, channels, height, width = values.shape
@@ -175,7 +181,7 @@ class SpatioChannelContext(nn.Module):
 
     def group(self, index: int) -> tuple[slice, int]:
         """The channels and checkerboard parity of coding group index (spatial-first order)."""
-        segment, parity = divmod(index, 2)
+        segment, parity = segment_and_parity(index)
         return slice(segment * self.segment_channels, (segment + 1) * self.segment_channels), parity
 
     def tokens(self, y_hat: torch.Tensor, index: int) -> torch.Tensor:

@@ -38,7 +38,7 @@ from ..entropy_models import (LIKELIHOOD_BOUND, SCALE_BOUND, FactorizedPrior, ad
 from ..hyperprior import HyperpriorCodec, TransformModules
 from ..registry import register_codec
 from ..s2cformer.blocks import downsample
-from .context import SpatioChannelContext, squeeze_group, unsqueeze_group
+from .context import SpatioChannelContext, segment_and_parity, squeeze_group, unsqueeze_group
 
 
 @dataclass(frozen=True)
@@ -103,7 +103,7 @@ def econtextformer_schedule(channels: int, segments: int, components: int) -> Co
     steps = []
     groups = 2 * segments
     for g in range(groups):
-        segment, parity = divmod(g, 2)
+        segment, parity = segment_and_parity(g)
         reads = ("hyper",) if g == 0 else ("hyper", "y_hat", *((f"keys{g - 1}", f"values{g - 1}") if g > 1 else ()))
         writes = (f"keys{g}", f"values{g}") if 0 < g < groups - 1 else ()
         name, positions = ("anchor", "checkerboard-even") if parity == 0 else ("nonanchor", "checkerboard-odd")
@@ -151,7 +151,7 @@ class EContextformer(TransformModules, HyperpriorCodec):
     def mixture(self, group: int, hyper: torch.Tensor, context: torch.Tensor | None) -> dict[str, torch.Tensor]:
         """Weights, means and scales of a group's cells, (B, K_m·M/N_cs, H, W/2) each, component-major, from the
         hyper features and the context embeddings (B, H, W/2, d_e) of its cells (None: the first group)."""
-        segment, parity = divmod(group, 2)
+        segment, parity = segment_and_parity(group)
         features = squeeze_group(hyper, parity).permute(0, 2, 3, 1)
         if context is None:
             context = features.new_zeros((*features.shape[:3], self.config.dim))
@@ -174,7 +174,7 @@ class EContextformer(TransformModules, HyperpriorCodec):
             if step.writes:
                 writes = {f"keys{group}": torch.stack([k for k, _ in extended]),
                           f"values{group}": torch.stack([v for _, v in extended])}
-        parity = group % 2
+        _, parity = segment_and_parity(group)
         parameters = {name: unsqueeze_group(value, parity)
                       for name, value in self.mixture(group, state["hyper"], context).items()}
         return {**parameters, **writes}
@@ -203,7 +203,7 @@ class EContextformer(TransformModules, HyperpriorCodec):
         components = self.config.components
         segments = [0.0] * self.config.segments
         for group in range(len(self.schedule.steps)):
-            (channels, parity), segment = self.context.group(group), group // 2
+            (channels, parity), (segment, _) = self.context.group(group), segment_and_parity(group)
             mixture = self.mixture(group, hyper, None if group == 0 else contexts[:, group - 1])
             batch, _, height, half = mixture["weights"].shape
             weights, means, scales = (value.reshape(batch, components, -1, height, half).transpose(0, 1)
