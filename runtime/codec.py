@@ -206,7 +206,7 @@ class Codec:
         # Pages of the image are committed as tiles are written into it.
         image = np.empty((grid.height, grid.width, 1 if header.gray else 3), dtype=np.uint8)
         padding = self.bundle.manifest.padding
-        for tile, coded in self._decode_tiles(container, grid, progress, reconstruct=True):
+        for tile, coded in self._decode_tiles(container, grid, progress, reconstruct=True, estimate=False):
             x_hat = np.clip(coded.x_hat[0], 0.0, 1.0)
             if header.gray:
                 x_hat = x_hat.mean(axis=0, keepdims=True)
@@ -221,7 +221,7 @@ class Codec:
         names = ["z", *(step.name for step in self.bundle.manifest.schedule.steps)]
         bits, side_bits = dict.fromkeys(names, 0.0), dict.fromkeys(names, 0.0)
         counts, guarded = dict.fromkeys(names, 0), dict.fromkeys(names, 0)
-        for _, coded in self._decode_tiles(container, grid, False, reconstruct=False):
+        for _, coded in self._decode_tiles(container, grid, False, reconstruct=False, estimate=True):
             for coded_pass in coded.passes:
                 bits[coded_pass.name] += coded_pass.bits
                 counts[coded_pass.name] += coded_pass.symbols.size
@@ -274,8 +274,9 @@ class Codec:
         max_payload = max(self._coder(header.level, bucket).max_payload for bucket in set(grid.buckets))
         return Container.from_bytes(data, header, max_payload=max_payload), grid
 
-    def _decode_tiles(self, container: Container, grid: TileGrid, progress: bool, reconstruct: bool):
-        """Yield (tile, its decoding) for every tile, row-major."""
+    def _decode_tiles(self, container: Container, grid: TileGrid, progress: bool, reconstruct: bool,
+                      estimate: bool):
+        """Yield (tile, its decoding) for every tile, row-major (see :meth:`TileCoder.decode`)."""
         encoder, decoder = container.header.profile, self.backend.profile
         epsilon = self.bundle.manifest.guard_epsilon
         if encoder.endswith(UNGUARDED):
@@ -293,7 +294,7 @@ class Codec:
         with _progress(tiles, progress, "decompress", encode=False, reconstruct=reconstruct):
             for index, ((tile, area, coder), section) in enumerate(zip(tiles, container.sections, strict=True)):
                 try:
-                    coded = coder.decode(section.payload, section.digests, note, reconstruct, area)
+                    coded = coder.decode(section.payload, section.digests, note, reconstruct, area, estimate)
                 except BitstreamError as exc:
                     raise type(exc)(f"tile {index + 1} of {len(tiles)}: {exc}") from None
                 yield tile, coded

@@ -53,8 +53,8 @@ class CodedPass:
     symbols: np.ndarray = field(repr=False)
     #: Its coding decisions (see :class:`licrt.runtime.guard.Decided`), flattened.
     decisions: np.ndarray = field(repr=False)
-    #: −Σ log2 p of the symbols under the coding tables.
-    bits: float
+    #: −Σ log2 p of the symbols under the coding tables (None: not estimated).
+    bits: float | None
     #: What its side stream costs, in bits, and how many decisions it records.
     side_bits: float = 0.0
     guarded: int = 0
@@ -102,6 +102,8 @@ class _PassWalk:
     pinned: np.ndarray | None
     #: The encoder's with the guard on: pin and record the decisions near a boundary.
     record: bool
+    #: Add up −Σ log2 p of the symbols (a mixture's tables are built once more for it).
+    estimate: bool
     near: list = field(default_factory=list)
     codes: list = field(default_factory=list)
     symbols: list = field(default_factory=list)
@@ -208,7 +210,7 @@ class TileCoder:
         return rounded
 
     def _passes(self, layout: _Layout, state: dict[str, np.ndarray], code: Callable, batches: list,
-                read_side: Callable[[int], np.ndarray] | None = None) -> Iterator[CodedPass]:
+                read_side: Callable[[int], np.ndarray] | None, estimate: bool) -> Iterator[CodedPass]:
         """Walk the schedule, filling ``state["y_hat"]`` where the layout codes; yields each step's
         :class:`CodedPass`.
 
@@ -224,12 +226,13 @@ class TileCoder:
                 pass's number of decisions, before its symbols. Without it
                 (the encoder) the decisions near a boundary are recorded and
                 their side stream goes before the pass's symbols.
+            estimate: Estimate each pass's bits (:attr:`CodedPass.bits`).
         """
         for step in self.schedule.steps:
             size = layout.decisions[step.name]
             side_at = len(batches)
             walk = _PassWalk(read_side(size) if read_side is not None else None,
-                             record=read_side is None and self.record_near)
+                             record=read_side is None and self.record_near, estimate=estimate)
 
             def decide(parameters: dict[str, np.ndarray], index, walk: _PassWalk = walk) -> None:
                 self._code_batch(walk, parameters, index, code, batches, state["y_hat"][0])
@@ -248,8 +251,8 @@ class TileCoder:
                 batches.insert(side_at, partial(encode_side_stream, positions=positions, size=size))
             else:
                 positions = walk.pinned
-            yield CodedPass(step.name, np.concatenate(walk.symbols), np.concatenate(walk.codes), walk.bits,
-                            side_stream_bits(positions, size), positions.size)
+            yield CodedPass(step.name, np.concatenate(walk.symbols), np.concatenate(walk.codes),
+                            walk.bits if estimate else None, side_stream_bits(positions, size), positions.size)
 
     def _raster(self, step, mask: np.ndarray, state: dict[str, np.ndarray], decide: Callable) -> None:
         """One coded position (``mask``) per run of the step graph, its inputs and key/value caches held on
@@ -297,7 +300,8 @@ class TileCoder:
         y_hat[index] = self.coding.latent(symbols, decided).reshape(shape)
         walk.codes.append(decided.codes.ravel())
         walk.symbols.append(symbols.ravel())
-        walk.bits += self.coding.bits(symbols, decided)
+        if walk.estimate:
+            walk.bits += self.coding.bits(symbols, decided)
 
     def _hyper(self, z_hat: np.ndarray) -> dict[str, np.ndarray]:
         state = self._run("h_s", {"z_hat": z_hat})
@@ -317,34 +321,37 @@ class TileCoder:
             write(encoder)
         return encoder.get_compressed().astype("<u4").tobytes()
 
-    def _z_pass(self, layout: _Layout, z_symbols: np.ndarray, batches: list) -> tuple[CodedPass, np.ndarray]:
+    def _z_pass(self, layout: _Layout, z_symbols: np.ndarray, batches: list,
+                estimate: bool) -> tuple[CodedPass, np.ndarray]:
         """The ẑ pass of the coded symbols (channel-major), and ẑ: the symbols where coded, zero elsewhere."""
         z_tables = self.bundle.z_tables
         batches.append(partial(z_tables.encode, values=z_symbols, rows=layout.z_rows))
         z_hat = np.zeros(self.z_shape, np.float32)
         z_hat[0][:, layout.z_coded] = z_symbols.reshape(self.z_shape[1], -1)
-        coded = CodedPass("z", z_symbols, np.empty(0, np.int32), z_tables.information_bits(z_symbols, layout.z_rows))
+        bits = z_tables.information_bits(z_symbols, layout.z_rows) if estimate else None
+        coded = CodedPass("z", z_symbols, np.empty(0, np.int32), bits)
         return coded, z_hat
 
-    def encode(self, x: np.ndarray, area: ImageArea | None = None) -> CodedTile:
+    def encode(self, x: np.ndarray, area: ImageArea | None = None, estimate: bool = False) -> CodedTile:
         """Encode one padded tile, (1, 3, H, W) float32 in [0, 1], whose image lies in ``area`` (None: the
-        whole tile)."""
+        whole tile); with ``estimate``, each pass's bits under the coding tables too."""
         layout = self._layout(area)
         y = self._run("g_a", {"x": x})["y"]
         z = self._run("h_a", {"y": y})["z"]
         batches: list = []
-        z_pass, z_hat = self._z_pass(layout, self._round(z[0][:, layout.z_coded]).astype(np.int32).ravel(), batches)
+        z_pass, z_hat = self._z_pass(layout, self._round(z[0][:, layout.z_coded]).astype(np.int32).ravel(), batches,
+                                     estimate)
         passes = [z_pass]
 
         def code(index, decided):
             return self.coding.symbols(y[0][index].ravel(), decided, self._round)
 
-        passes += self._passes(layout, self._hyper(z_hat), code, batches)
+        passes += self._passes(layout, self._hyper(z_hat), code, batches, None, estimate)
         return CodedTile(self._payload(batches), tuple(p.digest for p in passes), passes)
 
     def decode(
         self, payload: bytes, digests: tuple[int, ...], profile_note: str, reconstruct: bool = True,
-        area: ImageArea | None = None,
+        area: ImageArea | None = None, estimate: bool = False,
     ) -> CodedTile:
         """Decode one tile whose bytes passed the container's checks.
 
@@ -353,7 +360,8 @@ class TileCoder:
             digests: The encoder's digest of every pass, ẑ first.
             profile_note: Appended to a divergence error (which backends encoded
                 and decode the file).
-            reconstruct: Run g_s for the pixels; without it only symbols and bits.
+            reconstruct: Run g_s for the pixels; without it only the symbols.
+            estimate: Estimate each pass's bits under the coding tables (:attr:`CodedPass.bits`).
 
         Raises:
             DivergenceError: the symbols or decisions of a pass after ẑ differ
@@ -383,7 +391,8 @@ class TileCoder:
         layout = self._layout(area)
         batches: list = []
         try:
-            z_pass, z_hat = self._z_pass(layout, self.bundle.z_tables.decode(decoder, layout.z_rows), batches)
+            z_pass, z_hat = self._z_pass(layout, self.bundle.z_tables.decode(decoder, layout.z_rows), batches,
+                                         estimate)
             decoded(z_pass)
             state = self._hyper(z_hat)
 
@@ -395,7 +404,7 @@ class TileCoder:
                 batches.append(partial(encode_side_stream, positions=positions, size=size))
                 return positions
 
-            for coded in self._passes(layout, state, read, batches, read_side):
+            for coded in self._passes(layout, state, read, batches, read_side, estimate):
                 decoded(coded)
         except UndecodableError as exc:
             raise failure(len(passes), f"{exc}, with the decisions this decoder takes") from None
