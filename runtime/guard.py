@@ -159,7 +159,7 @@ class MixtureDecided:
     rows: np.ndarray
     #: (K, n) integer centre of each component (float32, as :attr:`Decided.centers`).
     centers: np.ndarray
-    #: (K, n) integer weight of each component, 1 to the weight grid + 1.
+    #: (K, n) integer weight of each component, 1 to the weight grid G.
     weights: np.ndarray
     #: Every decision index, (3K × n) int32: each component's scale and mean, then the weights.
     codes: np.ndarray
@@ -172,10 +172,11 @@ class MixtureGuard:
 
     Each component's scale and mean are decided as an ``integer`` codec's
     (a table row with its mean's fraction slot, and an integer centre);
-    each weight w becomes 1 + ⌊w·G⌋ on the bundle's weight grid of G steps
-    (boundaries at the integers 1 … G − 1, "near" within the tolerance
-    relative to w·G, at least 1), so every component keeps 1/(G + K) of the
-    mass at least.
+    each weight w becomes 1 + min(⌊w·G⌋, G − 1) on the bundle's weight grid
+    of G steps (boundaries at the integers 1 … G − 1, "near" within the
+    tolerance relative to w·G, at least 1; a weight of exactly 1 is decided
+    as one a hair below, which another backend may compute), so every
+    component keeps some mass.
 
     Args:
         scale_table: The bundle's scale table, with fraction slots.
@@ -210,7 +211,7 @@ class MixtureGuard:
         inner = (nearest >= 1) & (nearest <= self.weight_grid - 1)  # 0 and G are the grid's ends, not boundaries
         tolerance = np.where(inner, self.tolerance * np.maximum(grid, 1.0), -1.0)  # relative, as a scale's
         index, weight_near = _grid_decisions(grid, tolerance, pinned[pinned >= start] - start, pin_near)
-        index = np.clip(index, 0, self.weight_grid)
+        index = np.clip(index, 0, self.weight_grid - 1)
         return MixtureDecided(
             np.stack([part.rows for part in parts]), np.stack([part.centers for part in parts]),
             (index + 1).reshape(self.components, size),

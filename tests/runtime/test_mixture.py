@@ -66,14 +66,26 @@ def test_a_dominant_component_codes_like_its_gaussian_alone(coding):
     parameters, _ = mixtures(5_000, seed=2)
     weights, means, scales = parameters
     weights = np.zeros_like(weights)
-    weights[0] = 1.0  # the others keep the smallest weight, 1 of 31 + 3
+    weights[0] = 1.0  # the others keep the smallest weight, 1 of 31 + 2
     values = np.rint(np.random.default_rng(3).normal(means[0], scales[0])).astype(np.int64)
     decided = coding[0].decide(weights, means, scales)
-    assert decided.weights[0].tolist() == [WEIGHT_GRID + 1] * 5_000 and decided.weights[1:].max() == 1
+    assert decided.weights[0].tolist() == [WEIGHT_GRID] * 5_000 and decided.weights[1:].max() == 1
     alone = coding[0].decide(np.stack([np.ones(5_000, np.float32)] * 3), np.stack([means[0]] * 3),
                              np.stack([scales[0]] * 3))
     bits = coding[1].information_bits(values, decided)
     assert bits == pytest.approx(coding[1].information_bits(values, alone), rel=0.05)
+
+
+def test_a_weight_of_exactly_one_is_decided_as_one_a_hair_below(coding):
+    """A softmax can give exactly 1 on one backend and 1 − 2⁻²⁴ on another: the grid's top end is no boundary."""
+    guard, _ = coding
+    parameters, _ = mixtures(100, seed=7)
+    _, means, scales = parameters
+    exact = np.zeros((3, 100), np.float32)
+    exact[0] = 1.0
+    below = exact.copy()
+    below[0], below[1] = np.float32(1 - 2**-24), np.float32(2**-24)
+    assert np.array_equal(guard.decide(exact, means, scales).codes, guard.decide(below, means, scales).codes)
 
 
 def test_floats_within_the_tolerance_decode_to_the_encoders_values_with_its_side_stream(coding):
