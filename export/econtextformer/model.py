@@ -117,11 +117,11 @@ class EContextformer(TransformModules, HyperpriorCodec):
 
     y_quantization = "integer"
     mean_step = None
-    #: Coarser than one Gaussian's 8/σ mean slices and a weight grid of 31 (prime: equal weights 1/2, 1/3 …
-    #: lie mid-interval): a mixture takes nine decisions per element, and the guard records those near a
-    #: boundary, at ~11 bits each. On Kodak with the small reference model, 8/σ slices (up to 64) and 61 weight
-    #: steps spent 7.6 % of a file on side streams; these spend 2.9 %, and the files are 5 % smaller
-    #: (bench/results/mixture-guard-cost.json).
+    #: Coarser grids than a Gaussian codec's (8/σ mean slices, up to 64): a mixture takes nine decisions per
+    #: element, and the guard records those near a boundary at ~11 bits each. On Kodak with the small
+    #: reference model, 8/σ slices and 61 weight steps spent 8.3 % of the coded data on side streams; 2/σ
+    #: slices (up to 8) and 31 steps (prime: equal weights 1/2, 1/3 … lie mid-interval) spend 3.2 %, for
+    #: 5.3 % less coded data (bench/results/mixture-guard-cost.json).
     fraction_slices = (2.0, 8)
     weight_grid = 31
 
