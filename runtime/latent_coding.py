@@ -41,8 +41,11 @@ class GaussianCoding:
     def writer(self, symbols: np.ndarray, decided) -> Callable:
         return partial(self.tables.encode, values=symbols, rows=decided.rows)
 
-    def read(self, decoder, decided) -> np.ndarray:
-        return self.tables.decode(decoder, decided.rows)
+    def read(self, decoder, decided, echo) -> np.ndarray:
+        """Decode a batch's symbols, and write to ``echo`` what the encoder wrote for them."""
+        symbols = self.tables.decode(decoder, decided.rows)
+        self.tables.encode(echo, symbols, decided.rows)
+        return symbols
 
     def latent(self, symbols: np.ndarray, decided) -> np.ndarray:
         """ŷ's values: symbol + μ̂ or centre."""
@@ -75,8 +78,8 @@ class MixtureCoding:
     def writer(self, symbols: np.ndarray, decided) -> Callable:
         return partial(self.tables.encode, values=symbols, decided=decided)
 
-    def read(self, decoder, decided) -> np.ndarray:
-        return self.tables.decode(decoder, decided)
+    def read(self, decoder, decided, echo) -> np.ndarray:
+        return self.tables.decode(decoder, decided, echo)
 
     def latent(self, symbols: np.ndarray, decided) -> np.ndarray:
         return symbols.astype(np.float32)

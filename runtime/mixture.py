@@ -75,20 +75,26 @@ class MixtureTables:
         if escaped.any():
             encode_escapes(encoder, values[escaped])
 
-    def decode(self, decoder, decided: MixtureDecided) -> np.ndarray:
-        """Read one value per element from a ``RangeDecoder``; returns int32."""
+    def decode(self, decoder, decided: MixtureDecided, echo=None) -> np.ndarray:
+        """Read one value per element from a ``RangeDecoder``; returns int32. An ``echo`` range encoder
+        receives what :meth:`encode` writes for the values, from the same tables (built once)."""
         windows = _Windows(self, decided)
         values = np.empty(windows.low.size, np.int64)
         escaped = np.zeros(windows.low.size, bool)
         try:
             for members, width, probabilities in windows.chunks():
-                indices = decoder.decode(_FAMILY, probabilities).astype(np.int64)
+                decoded = decoder.decode(_FAMILY, probabilities)
+                if echo is not None:
+                    echo.encode(decoded, _FAMILY, probabilities)
+                indices = decoded.astype(np.int64)
                 escaped[members] = indices == width - 1
                 values[members] = windows.low[members] + indices
             if np.any(~escaped & (values > windows.high)):  # leaky quantization gives the padding some mass
                 raise UndecodableError("the coded data is corrupt: a value lies in a table's padding")
             if escaped.any():
                 values[escaped] = decode_escapes(decoder, int(escaped.sum()))
+                if echo is not None:
+                    encode_escapes(echo, values[escaped])
         except (ValueError, KeyError, AssertionError) as exc:
             raise UndecodableError(f"the coded data cannot be decoded ({exc})") from None
         return values.astype(np.int32)

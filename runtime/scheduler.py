@@ -115,6 +115,11 @@ class _PassWalk:
         return np.concatenate(self.near) if self.near else np.empty(0, np.int64)
 
 
+def _bytes(encoder) -> bytes:
+    """A range encoder's words as payload bytes."""
+    return encoder.get_compressed().astype("<u4").tobytes()
+
+
 def _check_finite(stage: str, outputs: dict[str, np.ndarray]) -> None:
     for name, array in outputs.items():
         if not np.all(np.isfinite(array)):
@@ -209,7 +214,7 @@ class TileCoder:
             rounded = np.clip(rounded, *manifest.symbol_range)
         return rounded
 
-    def _passes(self, layout: _Layout, state: dict[str, np.ndarray], code: Callable, batches: list,
+    def _passes(self, layout: _Layout, state: dict[str, np.ndarray], code: Callable, batches: list | None,
                 read_side: Callable[[int], np.ndarray] | None, estimate: bool) -> Iterator[CodedPass]:
         """Walk the schedule, filling ``state["y_hat"]`` where the layout codes; yields each step's
         :class:`CodedPass`.
@@ -220,22 +225,23 @@ class TileCoder:
                 (M, h, w) array, channel-major; the encoder takes them from y,
                 the decoder decodes them. Encoder and decoder share this walk,
                 so both compute every graph input identically.
-            batches: Receives a writer ``write(range_encoder)`` per batch of
-                symbols and per side stream, in coding order (see :meth:`_payload`).
-            read_side: The decoder's: reads a pass's side stream, given the
-                pass's number of decisions, before its symbols. Without it
-                (the encoder) the decisions near a boundary are recorded and
-                their side stream goes before the pass's symbols.
+            batches: The encoder's writers ``write(range_encoder)``, in coding
+                order (see :meth:`_payload`): ``code`` appends one per batch of
+                symbols, and each pass's side stream goes before its symbols.
+            read_side: The decoder's (with ``batches`` None): reads a pass's
+                side stream, given the pass's number of decisions, before its
+                symbols. Without it (the encoder) the decisions near a
+                boundary are recorded.
             estimate: Estimate each pass's bits (:attr:`CodedPass.bits`).
         """
         for step in self.schedule.steps:
             size = layout.decisions[step.name]
-            side_at = len(batches)
+            side_at = len(batches) if read_side is None else 0
             walk = _PassWalk(read_side(size) if read_side is not None else None,
                              record=read_side is None and self.record_near, estimate=estimate)
 
             def decide(parameters: dict[str, np.ndarray], index, walk: _PassWalk = walk) -> None:
-                self._code_batch(walk, parameters, index, code, batches, state["y_hat"][0])
+                self._code_batch(walk, parameters, index, code, state["y_hat"][0])
 
             start, stop = step.channels
             if not step.raster:
@@ -283,7 +289,7 @@ class TileCoder:
             runner.release()
 
     def _code_batch(self, walk: _PassWalk, parameters: dict[str, np.ndarray], index, code: Callable,
-                    batches: list, y_hat: np.ndarray) -> None:
+                    y_hat: np.ndarray) -> None:
         """Decide one batch of a pass's elements, code them, and add them to ŷ."""
         shape = np.shape(y_hat[index])
         count = self.coding.kinds * math.prod(shape)
@@ -296,7 +302,6 @@ class TileCoder:
             walk.near.append(decided.near + walk.done)
         walk.done += count
         symbols = code(index, decided)
-        batches.append(self.coding.writer(symbols, decided))
         y_hat[index] = self.coding.latent(symbols, decided).reshape(shape)
         walk.codes.append(decided.codes.ravel())
         walk.symbols.append(symbols.ravel())
@@ -310,22 +315,15 @@ class TileCoder:
 
     @staticmethod
     def _payload(batches: list) -> bytes:
-        """Range-code every batch, in order, into one payload.
-
-        The decoder runs this too, on what it decoded: a payload is accepted
-        only if it is exactly what the encoder writes for its symbols and side
-        streams, so no trailing or altered word goes unnoticed.
-        """
+        """Range-code every batch, in order, into one payload."""
         encoder = constriction.stream.queue.RangeEncoder()
         for write in batches:
             write(encoder)
-        return encoder.get_compressed().astype("<u4").tobytes()
+        return _bytes(encoder)
 
-    def _z_pass(self, layout: _Layout, z_symbols: np.ndarray, batches: list,
-                estimate: bool) -> tuple[CodedPass, np.ndarray]:
+    def _z_pass(self, layout: _Layout, z_symbols: np.ndarray, estimate: bool) -> tuple[CodedPass, np.ndarray]:
         """The ẑ pass of the coded symbols (channel-major), and ẑ: the symbols where coded, zero elsewhere."""
         z_tables = self.bundle.z_tables
-        batches.append(partial(z_tables.encode, values=z_symbols, rows=layout.z_rows))
         z_hat = np.zeros(self.z_shape, np.float32)
         z_hat[0][:, layout.z_coded] = z_symbols.reshape(self.z_shape[1], -1)
         bits = z_tables.information_bits(z_symbols, layout.z_rows) if estimate else None
@@ -338,13 +336,15 @@ class TileCoder:
         layout = self._layout(area)
         y = self._run("g_a", {"x": x})["y"]
         z = self._run("h_a", {"y": y})["z"]
-        batches: list = []
-        z_pass, z_hat = self._z_pass(layout, self._round(z[0][:, layout.z_coded]).astype(np.int32).ravel(), batches,
-                                     estimate)
+        z_symbols = self._round(z[0][:, layout.z_coded]).astype(np.int32).ravel()
+        batches: list = [partial(self.bundle.z_tables.encode, values=z_symbols, rows=layout.z_rows)]
+        z_pass, z_hat = self._z_pass(layout, z_symbols, estimate)
         passes = [z_pass]
 
         def code(index, decided):
-            return self.coding.symbols(y[0][index].ravel(), decided, self._round)
+            symbols = self.coding.symbols(y[0][index].ravel(), decided, self._round)
+            batches.append(self.coding.writer(symbols, decided))
+            return symbols
 
         passes += self._passes(layout, self._hyper(z_hat), code, batches, None, estimate)
         return CodedTile(self._payload(batches), tuple(p.digest for p in passes), passes)
@@ -389,26 +389,29 @@ class TileCoder:
                 raise failure(len(passes) - 1, "the decoded symbols or coding decisions differ from the encoder's")
 
         layout = self._layout(area)
-        batches: list = []
+        # What the encoder writes for what is decoded, written as it is decoded (with the tables just built):
+        # a payload is accepted only if it is exactly that, so no trailing or altered word goes unnoticed.
+        echo = constriction.stream.queue.RangeEncoder()
         try:
-            z_pass, z_hat = self._z_pass(layout, self.bundle.z_tables.decode(decoder, layout.z_rows), batches,
-                                         estimate)
+            z_symbols = self.bundle.z_tables.decode(decoder, layout.z_rows)
+            self.bundle.z_tables.encode(echo, z_symbols, layout.z_rows)
+            z_pass, z_hat = self._z_pass(layout, z_symbols, estimate)
             decoded(z_pass)
             state = self._hyper(z_hat)
 
             def read(index, decided):
-                return self.coding.read(decoder, decided)
+                return self.coding.read(decoder, decided, echo)
 
             def read_side(size):
                 positions = decode_side_stream(decoder, size)
-                batches.append(partial(encode_side_stream, positions=positions, size=size))
+                encode_side_stream(echo, positions, size)
                 return positions
 
-            for coded in self._passes(layout, state, read, batches, read_side, estimate):
+            for coded in self._passes(layout, state, read, None, read_side, estimate):
                 decoded(coded)
         except UndecodableError as exc:
             raise failure(len(passes), f"{exc}, with the decisions this decoder takes") from None
-        if self._payload(batches) != payload:
+        if _bytes(echo) != payload:
             raise BitstreamError("a tile is corrupted: its coded data is not what the encoder writes for the "
                                  "symbols it decodes to (forged or altered)")
         x_hat = self._run("g_s", {"y_hat": extend_edges(state["y_hat"], layout.y_coded)})["x_hat"] if reconstruct \
