@@ -64,18 +64,18 @@ def record_passes(codec: Codec, images: list[Path]) -> tuple[list[list[tuple]], 
     return recorded, sizes
 
 
-def price(recorded: list[list[tuple]], scales: np.ndarray, slices: tuple[float, int], weight_grid: int,
+def price(recorded: list[list[tuple]], table_scales: np.ndarray, slices: tuple[float, int], weight_grid: int,
           tolerance: float, components: int) -> dict:
     """Information and side-stream bytes of every image under one setting, and the decisions the guard pins."""
-    bins = fraction_bins(scales, *slices)
-    arrays = gaussian_tables(scales, bins)
+    bins = fraction_bins(table_scales, *slices)
+    arrays = gaussian_tables(table_scales, bins)
     tables = MixtureTables(CategoricalTables(arrays["probabilities"], arrays["lengths"], arrays["offsets"]))
-    guard = MixtureGuard(ScaleTable(scales, bins), tolerance, components, weight_grid)
+    guard = MixtureGuard(ScaleTable(table_scales, bins), tolerance, components, weight_grid)
     information, side, pinned = [], [], np.zeros(3, np.int64)
     for passes in recorded:
         bits = side_bits = 0.0
-        for weights, means, scales_, symbols in passes:
-            decided = guard.decide(weights, means, scales_, pin_near=True)
+        for weights, means, scales, symbols in passes:
+            decided = guard.decide(weights, means, scales, pin_near=True)
             size = weights.shape[1]
             near = np.sort(decided.near)
             bits += tables.information_bits(symbols, decided)
@@ -105,12 +105,12 @@ def main(argv=None) -> int:
         parser.error(f"{args.bundle} codes one Gaussian per element, not a mixture")
     images = list_images(args.images)[:: args.every]
     recorded, sizes = record_passes(codec, images)
-    scales = codec.bundle.scale_table.scales
+    table_scales = codec.bundle.scale_table.scales
     slices = [(float(per_scale), int(most)) for per_scale, most in (s.split(":") for s in args.slices.split(","))]
     settings = [(s, int(grid)) for s in slices for grid in args.weight_grids.split(",")]
     results = []
     for slices, grid in tqdm(settings, desc="settings"):
-        result = price(recorded, scales, slices, grid, manifest.guard_tolerance, manifest.schedule.components)
+        result = price(recorded, table_scales, slices, grid, manifest.guard_tolerance, manifest.schedule.components)
         coded = sum(result["information_bytes"]) + sum(result["side_stream_bytes"])
         result.update(coded_bytes=round(coded), side_share=round(sum(result["side_stream_bytes"]) / coded, 4))
         results.append(result)
