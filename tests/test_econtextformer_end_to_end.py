@@ -11,8 +11,8 @@ import torch
 from licrt.export.checkpoint import model_from_bundle
 from licrt.runtime.bundle import Bundle
 from licrt.runtime.codec import Codec
-from licrt.runtime.container import Container
-from licrt.runtime.errors import BundleError
+from licrt.runtime.container import Container, TileSection
+from licrt.runtime.errors import BitstreamError, BundleError
 from licrt.runtime.manifest import Manifest
 from licrt.runtime.tiling import crop, image_area, pad
 from PIL import Image
@@ -103,3 +103,17 @@ def test_the_weight_grid_is_part_of_the_bundles_coding_contract(folder):
     del other["entropy"]["y"]["weight_grid"]
     with pytest.raises(BundleError, match="weight_grid .* export them again"):
         Manifest.loads(json.dumps(other))
+
+
+def test_a_mixture_payload_not_exactly_what_the_coder_wrote_is_refused(folder):
+    """The decoder writes what the encoder writes for what it decodes, from the tables it decodes with, and
+    compares: a word more, or an altered last word (the coder's flush), is refused with valid checks."""
+    codec = Codec.open(folder / "bundle")
+    container = Container.from_bytes(codec.compress(load_image("house_96x64.png")))
+    section = container.sections[0]
+    altered = bytearray(section.payload)
+    altered[-1] ^= 0x01
+    for payload in (section.payload + bytes(4), bytes(altered)):
+        forged = Container(container.header, (TileSection(payload, section.digests),))
+        with pytest.raises(BitstreamError):
+            codec.decompress(forged.to_bytes())
