@@ -2,10 +2,8 @@
 
 A payload is accepted only if it is exactly what the encoder writes for what
 it decodes to: the decoder writes that to an *echo* range encoder as it
-decodes (a mixture codec from the very tables it decodes with). This times
-every write to the echo inside real decodes of a folder of images with a
-bundle: whole table-row encodes (ẑ, and ŷ of single-Gaussian codecs), and the
-range coder's work for mixtures, side streams and escapes.
+decodes, from the very tables it decodes with. This times every write to the
+echo inside real decodes of a folder of images with a bundle.
 
     python bench/payload_check.py kodak/ --limit 6 --out bench/results/payload-check.json [--bundle DIR]
 """
@@ -23,15 +21,13 @@ import constriction
 from report import save_report  # a sibling script: python puts bench/ on the path
 
 from licrt.runtime import Codec
-from licrt.runtime.entropy import CategoricalTables
 from licrt.runtime.images import list_images
 
 
 @contextmanager
 def timed_echo(spent: list[float]):
     """Make every range encoder made meanwhile (a decoder's echo) add the time written to it to spent[0]."""
-    range_encoder, table_encode = constriction.stream.queue.RangeEncoder, CategoricalTables.encode
-    inside = [False]
+    range_encoder = constriction.stream.queue.RangeEncoder
 
     class TimedEncoder:
         def __init__(self):
@@ -40,27 +36,16 @@ def timed_echo(spent: list[float]):
         def encode(self, *args):
             started = time.perf_counter()
             self.encoder.encode(*args)
-            if not inside[0]:
-                spent[0] += time.perf_counter() - started
+            spent[0] += time.perf_counter() - started
 
         def get_compressed(self):
             return self.encoder.get_compressed()
 
-    def timed_table_encode(self, encoder, values, rows):
-        if not isinstance(encoder, TimedEncoder):
-            return table_encode(self, encoder, values, rows)
-        started, inside[0] = time.perf_counter(), True
-        try:
-            return table_encode(self, encoder, values, rows)
-        finally:
-            inside[0] = False
-            spent[0] += time.perf_counter() - started
-
-    constriction.stream.queue.RangeEncoder, CategoricalTables.encode = TimedEncoder, timed_table_encode
+    constriction.stream.queue.RangeEncoder = TimedEncoder
     try:
         yield
     finally:
-        constriction.stream.queue.RangeEncoder, CategoricalTables.encode = range_encoder, table_encode
+        constriction.stream.queue.RangeEncoder = range_encoder
 
 
 def main(argv=None) -> int:

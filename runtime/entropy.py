@@ -149,17 +149,23 @@ class CategoricalTables:
         if escaped.any():
             encode_escapes(encoder, values[escaped])
 
-    def decode(self, decoder, rows: np.ndarray) -> np.ndarray:
-        """Read one value per entry of rows from a ``RangeDecoder``; returns int32."""
+    def decode(self, decoder, rows: np.ndarray, echo=None) -> np.ndarray:
+        """Read one value per entry of rows from a ``RangeDecoder``; returns int32. An ``echo`` range encoder
+        receives what :meth:`encode` writes for the values, as they are read."""
         rows = np.asarray(rows).ravel()
         indices = np.empty(rows.size, dtype=np.int64)
         try:
             for row, members in _group_by_row(rows, len(self)):
-                indices[members] = decoder.decode(self._models[row], members.size)
+                decoded = decoder.decode(self._models[row], members.size)
+                if echo is not None:
+                    echo.encode(decoded, self._models[row])
+                indices[members] = decoded
             values = indices + self.offsets[rows]
             escaped = indices == self.lengths[rows] - 1
             if escaped.any():
                 values[escaped] = decode_escapes(decoder, int(escaped.sum()))
+                if echo is not None:
+                    encode_escapes(echo, values[escaped])
         except (ValueError, KeyError, AssertionError) as exc:
             raise UndecodableError(f"the coded data cannot be decoded ({exc})") from None
         return values.astype(np.int32)

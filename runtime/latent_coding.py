@@ -42,10 +42,8 @@ class GaussianCoding:
         return partial(self.tables.encode, values=symbols, rows=decided.rows)
 
     def read(self, decoder, decided, echo) -> np.ndarray:
-        """Decode a batch's symbols, and write to ``echo`` what the encoder wrote for them."""
-        symbols = self.tables.decode(decoder, decided.rows)
-        self.tables.encode(echo, symbols, decided.rows)
-        return symbols
+        """Decode a batch's symbols, writing to ``echo`` what the encoder wrote for them."""
+        return self.tables.decode(decoder, decided.rows, echo)
 
     def latent(self, symbols: np.ndarray, decided) -> np.ndarray:
         """ŷ's values: symbol + μ̂ or centre."""

@@ -393,8 +393,7 @@ class TileCoder:
         # a payload is accepted only if it is exactly that, so no trailing or altered word goes unnoticed.
         echo = constriction.stream.queue.RangeEncoder()
         try:
-            z_symbols = self.bundle.z_tables.decode(decoder, layout.z_rows)
-            self.bundle.z_tables.encode(echo, z_symbols, layout.z_rows)
+            z_symbols = self.bundle.z_tables.decode(decoder, layout.z_rows, echo)
             z_pass, z_hat = self._z_pass(layout, z_symbols, estimate)
             decoded(z_pass)
             state = self._hyper(z_hat)
