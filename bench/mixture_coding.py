@@ -30,7 +30,7 @@ import numpy as np
 
 from licrt.export.econtextformer.model import EContextformer
 from licrt.export.entropy_models import SCALE_TABLE, fraction_bins, gaussian_tables
-from licrt.runtime.entropy import CategoricalTables, ScaleTable
+from licrt.runtime.entropy import tables_from_arrays
 from licrt.runtime.guard import Guard, MixtureGuard
 from licrt.runtime.mixture import MixtureTables
 
@@ -93,13 +93,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
 
-    arrays = gaussian_tables(SCALE_TABLE, fraction_bins(SCALE_TABLE))
-    tables = CategoricalTables(arrays["probabilities"], arrays["lengths"], arrays["offsets"])
-    scale_table = ScaleTable(arrays["scale_table"], arrays["fraction_bins"])
-    mixture_arrays = gaussian_tables(SCALE_TABLE, fraction_bins(SCALE_TABLE, *EContextformer.fraction_slices))
-    mixture_tables = CategoricalTables(mixture_arrays["probabilities"], mixture_arrays["lengths"],
-                                       mixture_arrays["offsets"])
-    mixture_scales = ScaleTable(mixture_arrays["scale_table"], mixture_arrays["fraction_bins"])
+    tables, scale_table = tables_from_arrays(gaussian_tables(SCALE_TABLE, fraction_bins(SCALE_TABLE)))
+    mixture_tables, mixture_scales = tables_from_arrays(
+        gaussian_tables(SCALE_TABLE, fraction_bins(SCALE_TABLE, *EContextformer.fraction_slices)))
     (weights, means, scales), values = draw(SYMBOLS, args.scale_median, args.mean_spread)
     alone = np.rint(np.random.default_rng(1).normal(means[0], scales[0])).astype(np.int64)  # the first component's
     coders = {

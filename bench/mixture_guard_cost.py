@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from licrt.export.entropy_models import fraction_bins, gaussian_tables
 from licrt.runtime import Codec
-from licrt.runtime.entropy import CategoricalTables, ScaleTable
+from licrt.runtime.entropy import tables_from_arrays
 from licrt.runtime.guard import MixtureGuard, side_stream_bits
 from licrt.runtime.images import list_images
 from licrt.runtime.latent_coding import MixtureCoding
@@ -67,10 +67,9 @@ def record_passes(codec: Codec, images: list[Path]) -> tuple[list[list[tuple]], 
 def price(recorded: list[list[tuple]], table_scales: np.ndarray, slices: tuple[float, int], weight_grid: int,
           tolerance: float, components: int) -> dict:
     """Information and side-stream bytes of every image under one setting, and the decisions the guard pins."""
-    bins = fraction_bins(table_scales, *slices)
-    arrays = gaussian_tables(table_scales, bins)
-    tables = MixtureTables(CategoricalTables(arrays["probabilities"], arrays["lengths"], arrays["offsets"]))
-    guard = MixtureGuard(ScaleTable(table_scales, bins), tolerance, components, weight_grid)
+    tables, scale_table = tables_from_arrays(gaussian_tables(table_scales, fraction_bins(table_scales, *slices)))
+    tables = MixtureTables(tables)
+    guard = MixtureGuard(scale_table, tolerance, components, weight_grid)
     information, side, pinned = [], [], np.zeros(3, np.int64)
     for passes in recorded:
         bits = side_bits = 0.0

@@ -25,7 +25,7 @@ from licrt.export.entropy_models import gaussian_tables
 from licrt.runtime import Codec
 from licrt.runtime.backends.onnxruntime import OnnxRuntimeBackend
 from licrt.runtime.bundle import DEFAULT_BUNDLE, Bundle
-from licrt.runtime.entropy import CategoricalTables, ScaleTable
+from licrt.runtime.entropy import tables_from_arrays
 from licrt.runtime.guard import Guard
 from licrt.runtime.images import list_images
 from licrt.runtime.backends.watched import WatchedBackend
@@ -76,9 +76,8 @@ def main(argv=None) -> int:
     rows = []
     for size in map(int, args.sizes.split(",")):
         table = np.exp(np.linspace(np.log(0.11), np.log(256.0), size)).astype(np.float32)
-        arrays = gaussian_tables(table)
-        tables = CategoricalTables(arrays["probabilities"], arrays["lengths"], arrays["offsets"])
-        guard = Guard(ScaleTable(arrays["scale_table"]), "mean-shift", bundle.manifest.guard_tolerance, None)
+        tables, scales_of_table = tables_from_arrays(gaussian_tables(table))
+        guard = Guard(scales_of_table, "mean-shift", bundle.manifest.guard_tolerance, None)
         decided = guard.decide(scales, means)
         rows.append({"scales": size, "rate_bits": tables.information_bits(symbols, decided.rows),
                      "guarded_per_image": decided.near.size / len(images),

@@ -28,6 +28,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import constriction
@@ -223,17 +224,27 @@ def _group_by_row(rows: np.ndarray, num_rows: int):
         start = stop
 
 
+def tables_from_arrays(arrays: Mapping[str, np.ndarray]) -> tuple[CategoricalTables, ScaleTable | None]:
+    """The tables, and the scale table if there is one, from the arrays of a table file (``probabilities``,
+    ``lengths``, ``offsets``; ``scale_table`` and ``fraction_bins`` for ŷ).
+
+    Raises:
+        BundleError: the arrays do not make tables, or not as many as the scale table needs.
+    """
+    tables = CategoricalTables(arrays["probabilities"], arrays["lengths"], arrays["offsets"])
+    scale_table = None
+    if "scale_table" in arrays:
+        scale_table = ScaleTable(arrays["scale_table"], arrays.get("fraction_bins"))
+        if scale_table.rows_needed != len(tables):
+            raise BundleError("the scale table and the tables differ in length")
+    return tables, scale_table
+
+
 def load_tables(path: Path) -> tuple[CategoricalTables, ScaleTable | None]:
     """Load a table file written by the exporter (an ``.npz`` of numeric arrays, read with limits)."""
     arrays = read_npz(path, ("probabilities", "lengths", "offsets"), ("scale_table", "fraction_bins"),
                       MAX_TABLE_FILE_BYTES, BundleError)
     try:
-        tables = CategoricalTables(arrays["probabilities"], arrays["lengths"], arrays["offsets"])
-        scale_table = None
-        if "scale_table" in arrays:
-            scale_table = ScaleTable(arrays["scale_table"], arrays.get("fraction_bins"))
-            if scale_table.rows_needed != len(tables):
-                raise BundleError("the scale table and the tables differ in length")
+        return tables_from_arrays(arrays)
     except BundleError as exc:
         raise BundleError(f"{path.name}: {exc}") from None
-    return tables, scale_table

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from licrt.export.entropy_models import SCALE_TABLE, gaussian_tables
-from licrt.runtime.entropy import ESCAPE_LIMIT, CategoricalTables, ScaleTable
+from licrt.runtime.entropy import ESCAPE_LIMIT, CategoricalTables, ScaleTable, tables_from_arrays
 from licrt.runtime.errors import BitstreamError, BundleError, CodingError
 from licrt.runtime.guard import Guard
 
@@ -17,9 +17,7 @@ def rows_of(scale_table, scales, means=None, quantization="mean-shift"):
 
 @pytest.fixture(scope="module")
 def y_tables():
-    arrays = gaussian_tables()
-    tables = CategoricalTables(arrays["probabilities"], arrays["lengths"], arrays["offsets"])
-    return tables, ScaleTable(arrays["scale_table"])
+    return tables_from_arrays(gaussian_tables())
 
 
 def code(tables, values, rows):
@@ -75,9 +73,7 @@ def test_integer_mode_tables_round_trip():
     from licrt.export.entropy_models import fraction_bins
 
     scale_table = np.exp(np.linspace(np.log(0.02), np.log(256), 128)).astype(np.float32)
-    arrays = gaussian_tables(scale_table, fraction_bins(scale_table))
-    tables = CategoricalTables(arrays["probabilities"], arrays["lengths"], arrays["offsets"])
-    scale_rows = ScaleTable(arrays["scale_table"], arrays["fraction_bins"])
+    tables, scale_rows = tables_from_arrays(gaussian_tables(scale_table, fraction_bins(scale_table)))
     rng = np.random.default_rng(2)
     scales = np.exp(rng.uniform(np.log(0.02), np.log(50), 50_000)).astype(np.float32)
     means = rng.uniform(-20, 20, scales.size).astype(np.float32)

@@ -6,7 +6,7 @@ import pytest
 
 from licrt.export.entropy_models import SCALE_TABLE, fraction_bins, gaussian_tables
 from licrt.runtime import mixture
-from licrt.runtime.entropy import CategoricalTables, ScaleTable, UndecodableError
+from licrt.runtime.entropy import UndecodableError, tables_from_arrays
 from licrt.runtime.guard import MixtureGuard, decode_side_stream, encode_side_stream
 from licrt.runtime.mixture import MixtureTables
 
@@ -16,10 +16,8 @@ WEIGHT_GRID = 31
 
 @pytest.fixture(scope="module")
 def coding():
-    arrays = gaussian_tables(SCALE_TABLE, fraction_bins(SCALE_TABLE))
-    tables = CategoricalTables(arrays["probabilities"], arrays["lengths"], arrays["offsets"])
-    guard = MixtureGuard(ScaleTable(arrays["scale_table"], arrays["fraction_bins"]), TOLERANCE, 3, WEIGHT_GRID)
-    return guard, MixtureTables(tables)
+    tables, scale_table = tables_from_arrays(gaussian_tables(SCALE_TABLE, fraction_bins(SCALE_TABLE)))
+    return MixtureGuard(scale_table, TOLERANCE, 3, WEIGHT_GRID), MixtureTables(tables)
 
 
 def mixtures(size, seed=0):
