@@ -49,6 +49,12 @@ def layer_macs(config, cells: int, padded: int, queries: int, keys: int) -> int:
     return queries * cells * width * d + config.depth * per_layer
 
 
+def padded_cells(config, rows: int, cols: int) -> int:
+    """Cells of a rows × cols grid padded to whole K × K windows."""
+    k = config.window
+    return -(-rows // k) * k * -(-cols // k) * k
+
+
 def counted(function) -> int:
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         function()
@@ -60,7 +66,7 @@ def check_formula(model, height: int, width: int) -> None:
     c = model.config
     y_hat = torch.randn(1, c.latent_channels, height, width)
     cells = height * width // 2
-    padded = -(-height // c.window) * c.window * -(-(width // 2) // c.window) * c.window
+    padded = padded_cells(c, height, width // 2)
     groups = 2 * c.segments - 1
     assert counted(lambda: model.context(y_hat)) == layer_macs(c, cells, padded, groups, groups)
     caches = None
@@ -74,10 +80,9 @@ def check_formula(model, height: int, width: int) -> None:
 def decode_macs(config, height: int, width: int, egr: bool, sfg: bool, caching: bool) -> int:
     """The context model's transformer over one image's passes, in the variant named."""
     cells = height * width // (2 if egr else 1)
-    rows = -(-height // config.window) * config.window
-    cols = -(-(width // (2 if egr else 1)) // config.window) * config.window
+    padded = padded_cells(config, height, width // (2 if egr else 1))
     passes = 2 * config.segments - (1 if sfg else 0)
-    return sum(layer_macs(config, cells, rows * cols, 1 if caching else n, n) for n in range(1, passes + 1))
+    return sum(layer_macs(config, cells, padded, 1 if caching else n, n) for n in range(1, passes + 1))
 
 
 def main() -> None:

@@ -32,6 +32,7 @@ from licrt.runtime.guard import MixtureGuard, side_stream_bits
 from licrt.runtime.images import list_images
 from licrt.runtime.latent_coding import MixtureCoding
 from licrt.runtime.mixture import MixtureTables
+from licrt.runtime.schedule import MIXTURE_PARAMETERS
 
 from report import dataset_names, save_report  # a sibling script: python puts bench/ on the path
 
@@ -43,8 +44,7 @@ def record_passes(codec: Codec, images: list[Path]) -> tuple[list[list[tuple]], 
 
     def recording_decide(self, parameters, pinned, pin_near):
         if pin_near:  # the encoder's decisions
-            passes.append(tuple(parameters[name].reshape(self.components, -1).copy()
-                                for name in ("weights", "means", "scales")))
+            passes.append(tuple(parameters[name].reshape(self.components, -1).copy() for name in MIXTURE_PARAMETERS))
         return decide(self, parameters, pinned, pin_near)
 
     def recording_symbols(self, values, decided, rounding):

@@ -18,6 +18,7 @@ import numpy as np
 
 from .guard import Guard, MixtureGuard
 from .mixture import MixtureTables
+from .schedule import MIXTURE_PARAMETERS
 
 
 class GaussianCoding:
@@ -66,8 +67,7 @@ class MixtureCoding:
         self.tables = MixtureTables(bundle.y_tables)
 
     def decide(self, parameters: dict[str, np.ndarray], pinned: np.ndarray | None, pin_near: bool):
-        weights, means, scales = (parameters[name].reshape(self.components, -1)
-                                  for name in ("weights", "means", "scales"))
+        weights, means, scales = (parameters[name].reshape(self.components, -1) for name in MIXTURE_PARAMETERS)
         return self.guard.decide(weights, means, scales, pinned, pin_near)
 
     def symbols(self, values: np.ndarray, decided, rounding: Callable) -> np.ndarray:

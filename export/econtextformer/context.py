@@ -40,20 +40,24 @@ def segment_and_parity(group: int) -> tuple[int, int]:
     return divmod(group, 2)
 
 
+def _parity_first(height: int, parity: int, device) -> torch.Tensor:
+    """(height, 1) bool: whether a row's position of that parity is the first of each horizontal pair."""
+    odd_row = (torch.arange(height, device=device) % 2 == 1).view(height, 1)
+    return (parity == 0) != odd_row
+
+
 def squeeze_group(values: torch.Tensor, parity: int) -> torch.Tensor:
     """(B, C, H, W) → (B, C, H, W/2): the positions of one checkerboard parity ((i + j) % 2 == parity)."""
     batch, channels, height, width = values.shape
     pairs = values.reshape(batch, channels, height, width // 2, 2)
-    odd_row = (torch.arange(height, device=values.device) % 2 == 1).view(height, 1)
-    first = (parity == 0) != odd_row  # this row's position of that parity is the pair's first
+    first = _parity_first(height, parity, values.device)
     return torch.where(first, pairs[..., 0], pairs[..., 1])
 
 
 def unsqueeze_group(values: torch.Tensor, parity: int) -> torch.Tensor:
     """The inverse of :func:`squeeze_group`: (B, C, H, W/2) → (B, C, H, W), zero at the other parity."""
     batch, channels, height, half = values.shape
-    odd_row = (torch.arange(height, device=values.device) % 2 == 1).view(height, 1)
-    first = (parity == 0) != odd_row
+    first = _parity_first(height, parity, values.device)
     zero = torch.zeros_like(values)
     pairs = torch.stack([torch.where(first, values, zero), torch.where(first, zero, values)], dim=-1)
     return pairs.reshape(batch, channels, height, 2 * half)
