@@ -1,33 +1,22 @@
 """eContextformer through export-onnx and licrt, as a user runs them: a small random model (the CLI's --set)."""
 
 import json
-import subprocess
-import sys
 from importlib.util import find_spec
 
 import numpy as np
 import pytest
-import torch
 from licrt.export.checkpoint import model_from_bundle
 from licrt.runtime.bundle import Bundle
 from licrt.runtime.codec import Codec
 from licrt.runtime.container import Container, TileSection
 from licrt.runtime.errors import BitstreamError, BundleError
 from licrt.runtime.manifest import Manifest
-from licrt.runtime.tiling import crop, image_area, pad
 from PIL import Image
 
-from tests.helpers import DATA, load_image
+from tests.helpers import DATA, load_image, reference_coding, run
 
 SMALL = ["--set", "channels=16", "--set", "latent_channels=16", "--set", "dim=24", "--set", "depth=2",
          "--set", "heads=2", "--set", "window=2"]
-
-
-def run(*command, cwd):
-    result = subprocess.run([sys.executable, "-c", f"import sys; from {command[0]} import main; sys.exit(main())",
-                             *map(str, command[1:])], cwd=cwd, capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
-    return result.stdout
 
 
 @pytest.fixture(scope="module")
@@ -38,21 +27,6 @@ def folder(tmp_path_factory):
     return folder
 
 
-def reference(folder, image_name):
-    """The PyTorch reference coding of an image that fits the 128x128 bucket: bits and reconstruction."""
-    bundle = Bundle.open(folder / "bundle")
-    model = model_from_bundle(bundle).eval()
-    image = load_image(image_name)
-    height, width = image.shape[:2]
-    padded = pad(image, 128, 128, model.padding)
-    x = torch.from_numpy(padded.transpose(2, 0, 1)[None] / np.float32(255)).float()
-    with torch.no_grad():
-        result = model.reference(x, area=image_area(height, width, (128, 128), model.padding))
-    pixels = crop(np.rint(np.clip(result.x_hat[0].numpy().transpose(1, 2, 0), 0, 1) * 255), height, width,
-                  model.padding)
-    return sum(result.bits), pixels
-
-
 def test_an_odd_size_repeats_byte_for_byte_and_decodes_as_the_reference_codes_it(folder):
     for name in ("house.lic", "again.lic"):
         run("licrt.runtime.cli", "compress", DATA / "house_96x64.png", name, "--bundle", "bundle", cwd=folder)
@@ -61,7 +35,9 @@ def test_an_odd_size_repeats_byte_for_byte_and_decodes_as_the_reference_codes_it
     run("licrt.runtime.cli", "decompress", "house.lic", "house.png", "--bundle", "bundle", cwd=folder)
     decoded = np.asarray(Image.open(folder / "house.png"))
     assert decoded.shape == (64, 96, 3)
-    bits, expected = reference(folder, "house_96x64.png")
+    model = model_from_bundle(Bundle.open(folder / "bundle")).eval()
+    result, expected = reference_coding(model, load_image("house_96x64.png"), (128, 128))
+    bits = sum(result.bits)
     assert np.abs(decoded.astype(int) - expected.astype(int)).max() <= 1
     # The mixtures as the runtime codes them (weights on a grid, table scales) cost what the model predicts,
     # and the file what they cost, with the guard's side streams and the coder's last words.

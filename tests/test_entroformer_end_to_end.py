@@ -9,8 +9,6 @@ the official attention (materialised relative-position embeddings) and the
 official discretized-Gaussian loss.
 """
 
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -22,16 +20,8 @@ from licrt.export.checkpoint import load_model
 from licrt.export.entroformer.model import quantize
 from licrt.plugins.topk_attention import torch_op
 from licrt.runtime.container import Container
-from licrt.runtime.tiling import crop, image_area, pad
-from tests.helpers import DATA, load_image
+from tests.helpers import DATA, load_image, reference_coding, run
 from tests.official_entroformer import official_attention, official_y_bits, write_official_checkpoint
-
-
-def run(*command, cwd):
-    result = subprocess.run([sys.executable, "-c", f"import sys; from {command[0]} import main; sys.exit(main())",
-                             *map(str, command[1:])], cwd=cwd, capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
-    return result.stdout
 
 
 @pytest.fixture(scope="module", params=["entroformer", "entroformer-serial"])
@@ -87,12 +77,7 @@ def test_odd_sizes_code_only_the_image_and_match_the_reference(exported):
     assert decoded.shape == (64, 96, 3)
 
     model = load_model(folder / "official.pth", codec_id).eval()
-    padding = model.padding
-    padded = pad(load_image("house_96x64.png"), 256, 256, padding)
-    x = torch.from_numpy(padded.transpose(2, 0, 1)[None] / np.float32(255)).float()
-    with torch.no_grad():
-        reference = model.reference(x, area=image_area(64, 96, (256, 256), padding))
-    expected = crop(np.rint(np.clip(reference.x_hat[0].numpy().transpose(1, 2, 0), 0, 1) * 255), 64, 96, padding)
+    reference, expected = reference_coding(model, load_image("house_96x64.png"), (256, 256))
     assert np.abs(decoded.astype(int) - expected.astype(int)).max() <= 1
     data = (folder / "house.lic").read_bytes()
     estimate = sum(reference.bits) / 8
