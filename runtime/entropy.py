@@ -71,9 +71,13 @@ def encode_escapes(encoder, values: np.ndarray) -> None:
     encoder.encode((values + ESCAPE_LIMIT).astype(np.int32), _ESCAPE_MODEL)
 
 
-def decode_escapes(decoder, count: int) -> np.ndarray:
-    """Read what :func:`encode_escapes` wrote for count values; int64."""
-    return decoder.decode(_ESCAPE_MODEL, count).astype(np.int64) - ESCAPE_LIMIT
+def decode_escapes(decoder, values: np.ndarray, escaped: np.ndarray, echo=None) -> None:
+    """Fill values where escaped with what :func:`encode_escapes` wrote for them, and write it to ``echo`` (a
+    range encoder, or None) as the encoder did."""
+    if escaped.any():
+        values[escaped] = decoder.decode(_ESCAPE_MODEL, int(escaped.sum())).astype(np.int64) - ESCAPE_LIMIT
+        if echo is not None:
+            encode_escapes(echo, values[escaped])
 
 
 def symbol_bits(probabilities: np.ndarray) -> float:
@@ -162,11 +166,7 @@ class CategoricalTables:
                     echo.encode(decoded, self._models[row])
                 indices[members] = decoded
             values = indices + self.offsets[rows]
-            escaped = indices == self.lengths[rows] - 1
-            if escaped.any():
-                values[escaped] = decode_escapes(decoder, int(escaped.sum()))
-                if echo is not None:
-                    encode_escapes(echo, values[escaped])
+            decode_escapes(decoder, values, indices == self.lengths[rows] - 1, echo)
         except (ValueError, KeyError, AssertionError) as exc:
             raise UndecodableError(f"the coded data cannot be decoded ({exc})") from None
         return values.astype(np.int32)

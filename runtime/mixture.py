@@ -91,10 +91,7 @@ class MixtureTables:
                 values[members] = windows.low[members] + indices
             if np.any(~escaped & (values > windows.high)):  # leaky quantization gives the padding some mass
                 raise UndecodableError("the coded data is corrupt: a value lies in a table's padding")
-            if escaped.any():
-                values[escaped] = decode_escapes(decoder, int(escaped.sum()))
-                if echo is not None:
-                    encode_escapes(echo, values[escaped])
+            decode_escapes(decoder, values, escaped, echo)
         except (ValueError, KeyError, AssertionError) as exc:
             raise UndecodableError(f"the coded data cannot be decoded ({exc})") from None
         return values.astype(np.int32)
