@@ -3,10 +3,11 @@
 Each image runs in a process of its own (so its peak memory is its own):
 compress, then decompress, with the API and the bundle given; timings are
 of a second, warm run (graphs loaded) unless the image has more than
-``--warm-limit`` megapixels. Reported per image: its tile grid, the pixels
+``--warm-limit`` megapixels. Reported per image: its grid (tiles or windows), the pixels
 the stage graphs process against the image's, bpp, PSNR, seconds per
 megapixel, peak resident memory, and the seam statistic: the mean absolute
-jump between neighbouring pixel rows (columns) across a tile border, against
+jump between neighbouring pixel rows (columns) across a tile border (where
+one window's kept part meets the next), against
 the median of the same over every other row (column) boundary of the
 decoded image, and of the original at the same places (what the content
 itself jumps there).
@@ -64,10 +65,11 @@ def line_jumps(image: np.ndarray, axis: int) -> np.ndarray:
     return np.abs(np.diff(image.astype(np.float64), axis=axis)).mean(axis=(other, 2))
 
 
-def seam_statistic(decoded: np.ndarray, original: np.ndarray, row_heights, col_widths) -> dict | None:
-    """Mean jump across tile borders against the median jump elsewhere, for the decoded image and the
-    original (None without a border)."""
-    borders = {0: np.cumsum(row_heights)[:-1], 1: np.cumsum(col_widths)[:-1]}
+def seam_statistic(decoded: np.ndarray, original: np.ndarray, row_lines, col_lines) -> dict | None:
+    """Mean jump across the borders of tiles (or of windows' kept parts) — between line - 1 and line of each
+    row and column line given — against the median jump elsewhere, for the decoded image and the original
+    (None without a border)."""
+    borders = {0: np.asarray(row_lines, int), 1: np.asarray(col_lines, int)}
     borders = {axis: lines[lines < decoded.shape[axis]] for axis, lines in borders.items()}
     if not any(lines.size for lines in borders.values()):
         return None
@@ -88,7 +90,6 @@ def seam_statistic(decoded: np.ndarray, original: np.ndarray, row_heights, col_w
 def measure(spec: str, bundle: str | None, warm_limit: float) -> dict:
     """One image through compress and decompress, in this process."""
     from licrt.runtime.codec import Codec
-    from licrt.runtime.tiling import choose_grid
 
     image = load(spec)
     height, width = image.shape[:2]
@@ -97,20 +98,18 @@ def measure(spec: str, bundle: str | None, warm_limit: float) -> dict:
     if warm:
         codec.decompress(codec.compress(image))
     data, decoded, compress_s, decompress_s = timed_round_trip(codec, image)
-    grid = choose_grid(height, width, codec.bundle.bucket_shapes)
-    # licrt 0.5 (the "before" of bench/results/any-size) tiled with one shape
-    row_heights = getattr(grid, "row_heights", None) or (grid.tile_height,) * grid.rows
-    col_widths = getattr(grid, "col_widths", None) or (grid.tile_width,) * grid.cols
+    grid = codec.grid(height, width)
     megapixels = height * width / 1e6
     return {
         "image": spec.split("/")[-1], "height": height, "width": width,
-        "tiles": len(row_heights) * len(col_widths), "row_heights": list(row_heights), "col_widths": list(col_widths),
-        "processed_vs_image_pixels": sum(row_heights) * sum(col_widths) / (height * width),
+        "layout": "windows" if grid.windowed else "tiles", "tiles": grid.rows * grid.cols,
+        "row_heights": list(grid.row_heights), "col_widths": list(grid.col_widths), "overlap": grid.overlap,
+        "processed_vs_image_pixels": grid.coded_pixels / (height * width),
         "bpp": 8 * len(data) / (height * width), "psnr_db": psnr(image, decoded), "warm": warm,
         "compress_s": compress_s, "decompress_s": decompress_s,
         "compress_s_per_mp": compress_s / megapixels, "decompress_s_per_mp": decompress_s / megapixels,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10,
-        "seams": seam_statistic(decoded, image, row_heights, col_widths),
+        "seams": seam_statistic(decoded, image, *grid.borders()),
     }
 
 

@@ -72,7 +72,7 @@ def main(argv=None) -> int:
             _, python_peak = tracemalloc.get_traced_memory()
             tracemalloc.stop()
             header = Container.from_bytes(path.read_bytes()).header
-            cases[label] = {"file_bytes": path.stat().st_size, "tiles": header.tiles, "run": run,
+            cases[label] = {"file_bytes": path.stat().st_size, "tiles": header.sections, "run": run,
                             "python_allocations_peak_kb": round(python_peak / 1024, 1), "error": error}
     save_report("forged_size.py", argv, args.out, bundle="default", baselines=baselines, cases=cases)
     return 0

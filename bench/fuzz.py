@@ -106,7 +106,7 @@ def main(argv=None) -> int:
         return sum(n for (_, outcome), n in outcomes.items() if outcome.startswith(prefix))
 
     save_report("fuzz.py", argv, args.out,
-                corpus=[{"name": s.name, "bytes": len(s.data), "tiles": s.container.header.tiles} for s in corpus],
+                corpus=[{"name": s.name, "bytes": len(s.data), "tiles": s.container.header.sections} for s in corpus],
                 inputs=sum(outcomes.values()), refused=total("refused"), decoded=total("decoded"),
                 wrong_images=total(WRONG_IMAGE), crashes=total(CRASH), hangs=total(HANG),
                 slowest_input_seconds=round(slowest, 3),

@@ -29,6 +29,7 @@ from licrt.runtime.codec import Codec
 from licrt.runtime.container import Container
 from licrt.runtime.images import read_image
 from licrt.runtime.scheduler import TileCoder
+from licrt.runtime.stages import BucketStages
 from licrt.runtime.tiling import pad
 
 from report import save_report, timed_round_trip  # a sibling script: python puts bench/ on the path
@@ -45,7 +46,7 @@ def measure(codec: Codec, model, image_path: Path) -> dict:
     height, width = image.shape[:2]
     data, decoded, encode_seconds, decode_seconds = timed_round_trip(codec, image)
     container = Container.from_bytes(data)
-    if container.header.tiles != 1:
+    if container.header.sections != 1:
         raise SystemExit(f"{image_path} needs tiles; parity is measured on single-bucket images")
     bucket = bundle.manifest.buckets[container.header.bucket]
     padded = pad(image, bucket.height, bucket.width, bundle.manifest.padding)
@@ -56,7 +57,7 @@ def measure(codec: Codec, model, image_path: Path) -> dict:
     expected = expected.transpose(1, 2, 0)[:height, :width]
 
     backend = codec.backend
-    coder = TileCoder(bundle, bucket, backend)
+    coder = TileCoder(bundle, BucketStages(bundle, bucket, backend))
     coded = coder.encode(x, estimate=True)
     names = ["z", *(s.name for s in bundle.manifest.schedule.steps)]
     runtime_symbols = [coded_pass.symbols for coded_pass in coded.passes]

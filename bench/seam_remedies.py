@@ -33,6 +33,7 @@ from scipy.ndimage import uniform_filter1d
 from licrt.evaluation.metrics import psnr
 from licrt.runtime.codec import Codec
 from licrt.runtime.scheduler import TileCoder
+from licrt.runtime.stages import BucketStages
 
 from any_size import seam_statistic  # sibling scripts: python puts bench/ on the path
 from report import dataset_names, save_report
@@ -102,12 +103,12 @@ def measure(codec: Codec, image: np.ndarray, quality: int) -> dict:
     shapes = codec.bundle.bucket_shapes
     small, whole = (codec.bundle.manifest.buckets[shapes.index(shape)] for shape in ((SIDE, SIDE), (512, 768)))
     bundle = codec.bundle.at_level(level)
-    tiles, one = OpenTileCoder(bundle, small, codec.backend), OpenTileCoder(bundle, whole, codec.backend)
+    tiles, one = (OpenTileCoder(bundle, BucketStages(bundle, bucket, codec.backend)) for bucket in (small, whole))
     x = (image.transpose(2, 0, 1)[None] / np.float32(255)).astype(np.float32)
     pixels_count = image.shape[0] * image.shape[1]
 
     def row(bits, decoded):
-        seams = seam_statistic(decoded, image, ROWS, COLS)
+        seams = seam_statistic(decoded, image, np.cumsum(ROWS)[:-1], np.cumsum(COLS)[:-1])
         return {"bpp": bits / pixels_count, "psnr_db": psnr(image, decoded),
                 "seam_ratio": seams["decoded"]["ratio"], "original_seam_ratio": seams["original"]["ratio"]}
 

@@ -165,7 +165,6 @@ def _serve(connection, contestant: Contestant, images: list[Path], quality: int 
     from .bundle import DEFAULT_BUNDLE, Bundle
     from .codec import Codec
     from .images import read_image
-    from .tiling import choose_grid
 
     try:
         clock = StageClock()
@@ -177,7 +176,7 @@ def _serve(connection, contestant: Contestant, images: list[Path], quality: int 
     except (LicrtError, OSError) as exc:
         connection.send({"error": str(exc)})
         return
-    grids = [choose_grid(*image.shape[:2], bundle.bucket_shapes) for image in pixels]
+    grids = [codec.grid(*image.shape[:2]) for image in pixels]
 
     def run(index: int) -> dict:
         start = time.perf_counter()

@@ -89,7 +89,7 @@ def info(args) -> None:
             ("size", f"{size:,} bytes, {8 * size / (header.height * header.width):.4f} bpp"),
             ("image", f"{header.width}x{header.height} {'gray' if header.gray else 'RGB'}"
                       + (f", ICC profile {len(header.icc_profile):,} bytes" if header.icc_profile else "")),
-            ("tiles", f"{header.tile_rows}x{header.tile_cols}"),
+            ("grid", f"{header.tile_rows}x{header.tile_cols} {'windows' if header.windowed else 'tiles'}"),
             ("coding contract", header.contract.hex()),
             ("encoder profile", header.profile),
         ]
@@ -107,12 +107,14 @@ def info(args) -> None:
         estimate = sum(report.bits_per_pass.values()) / 8 + side
         coded = size - report.container.framing
         grid = report.grid
-        padded = grid.coded_pixels / (header.height * header.width)
-        tiles = (f"{grid.rows}x{grid.cols}, rows {'+'.join(map(str, grid.row_heights))} by columns "
-                 f"{'+'.join(map(str, grid.col_widths))} pixels ({padded:.2f}× the image's pixels)")
-        rows = [(key, tiles if key == "tiles" else value) for key, value in rows]
+        processed = grid.coded_pixels / (header.height * header.width)
+        layout = (f"{grid.rows}x{grid.cols} {'windows' if grid.windowed else 'tiles'}, rows "
+                  f"{'+'.join(map(str, grid.row_heights))} by columns {'+'.join(map(str, grid.col_widths))} pixels"
+                  + (f" overlapping by {grid.overlap}" if grid.windowed else "")
+                  + f" ({processed:.2f}× the image's pixels processed)")
+        rows = [(key, layout if key == "grid" else value) for key, value in rows]
         rows += [
-            ("framing", f"{report.container.framing:,} bytes (header and per-tile sections)"),
+            ("framing", f"{report.container.framing:,} bytes (header and sections)"),
             ("codec", f"{codec.bundle.manifest.codec} ({codec.bundle.root})"),
             ("coded data", f"{coded:,} bytes"),
             ("model estimate", f"{estimate:,.0f} bytes (−Σlog2 p, side streams included); coded data is "

@@ -27,10 +27,13 @@ from .errors import BitstreamError, ImageError, LicrtError
 from .images import Photo, read_photo
 from .limits import Limits
 from .scheduler import TileCoder
-from .tiling import ImageArea, Tile, TileGrid, choose_grid, crop, image_area, pad
+from .stages import BucketStages, WindowedStages
+from .tiling import WINDOW_MARGIN, ImageArea, Tile, TileGrid, choose_grid, crop, image_area, pad
 
 #: Ends the profile a file records when it was encoded without the guard.
 UNGUARDED = " guard=off"
+#: Coders of grids a codec keeps (one per image size seen lately).
+MAX_CODERS = 64
 
 
 @dataclass(frozen=True)
@@ -76,7 +79,9 @@ class Codec:
         self.backend = backend
         self.limits = Limits() if limits is None else limits
         self.guard = guard
-        self._coders: dict[tuple[int, int], TileCoder] = {}
+        self._stages: dict[tuple[int, int], BucketStages] = {}
+        self._coders: dict[tuple[int, int | TileGrid], TileCoder] = {}
+        self._overlap = 2 * WINDOW_MARGIN if windows_fit(bundle) else 0
 
     @classmethod
     def open(
@@ -108,24 +113,42 @@ class Codec:
             raise LicrtError(f"quality {quality} is not one of this bundle's levels: {names}")
         return quality - 1
 
-    def _coder(self, level: int, bucket_index: int) -> TileCoder:
-        if (level, bucket_index) not in self._coders:
-            bucket = self.bundle.manifest.buckets[bucket_index]
-            self._coders[level, bucket_index] = TileCoder(self.bundle.at_level(level), bucket, self.backend,
-                                                          self.guard)
-        return self._coders[level, bucket_index]
+    def _bucket_stages(self, level: int, bucket: int) -> BucketStages:
+        if (level, bucket) not in self._stages:
+            self._stages[level, bucket] = BucketStages(self.bundle.at_level(level),
+                                                       self.bundle.manifest.buckets[bucket], self.backend)
+        return self._stages[level, bucket]
+
+    def _coder(self, level: int, key: int | TileGrid) -> TileCoder:
+        """The coder of a bucket's tiles, or of a grid's canvas, window by window."""
+        if (level, key) not in self._coders:
+            if len(self._coders) >= MAX_CODERS:  # a long-running codec sees ever new image sizes
+                self._coders = {k: coder for k, coder in self._coders.items() if isinstance(k[1], int)}
+            stages = (self._bucket_stages(level, key) if isinstance(key, int)
+                      else WindowedStages(key, lambda bucket: self._bucket_stages(level, bucket)))
+            self._coders[level, key] = TileCoder(self.bundle.at_level(level), stages, self.guard)
+        return self._coders[level, key]
 
     def _tiles(self, grid: TileGrid, level: int) -> list[tuple[Tile, ImageArea, TileCoder]]:
-        """Every tile of a grid, row-major, with where the image lies in it and its coder."""
+        """What an image is coded as: the grid's canvas, or every tile of the grid, row-major; with where the
+        image lies in each and its coder."""
         padding = self.bundle.manifest.padding
+        if grid.windowed:
+            tile = Tile(slice(0, grid.height), slice(0, grid.width), grid.bucket, grid.canvas)
+            return [(tile, image_area(grid.height, grid.width, grid.canvas, padding), self._coder(level, grid))]
         return [(tile, image_area(tile.rows.stop - tile.rows.start, tile.cols.stop - tile.cols.start, tile.shape,
                                   padding), self._coder(level, tile.bucket)) for tile in grid.tiles()]
 
-    def _grid(self, height: int, width: int, what: str) -> TileGrid:
-        """The tile grid of an image, within the limits."""
+    def grid(self, height: int, width: int, what: str = "the image") -> TileGrid:
+        """The grid an image of height × width is coded on: windows, or tiles for a codec with a raster pass
+        (see :func:`windows_fit`).
+
+        Raises:
+            LimitError: the image is over the limits (``what`` names it).
+        """
         self.limits.check_pixels(height, width, what)
-        grid = choose_grid(height, width, self.bundle.bucket_shapes)
-        self.limits.check_tiles(grid.rows * grid.cols, what)
+        grid = choose_grid(height, width, self.bundle.bucket_shapes, self._overlap)
+        self.limits.check_tiles(grid.rows * grid.cols, what, "windows" if grid.windowed else "tiles")
         return grid
 
     def compress(self, image: str | Path | np.ndarray | Photo, *, quality: int | None = None,
@@ -146,7 +169,7 @@ class Codec:
         """
         level = self._level(quality)
         if isinstance(image, (str, Path)):
-            photo = read_photo(image, check_size=lambda height, width: self._grid(height, width, str(image)))
+            photo = read_photo(image, check_size=lambda height, width: self.grid(height, width, str(image)))
         else:
             photo = image if isinstance(image, Photo) else Photo(image)
         if len(photo.icc_profile) > MAX_ICC_PROFILE:
@@ -154,11 +177,11 @@ class Codec:
                              f"carries ({MAX_ICC_PROFILE:,})")
         pixels = photo.rgb
         height, width = pixels.shape[:2]
-        grid = self._grid(height, width, "the image")
+        grid = self.grid(height, width, "the image")
         padding = self.bundle.manifest.padding
         tiles = self._tiles(grid, level)
         sections = []
-        with _progress(tiles, progress, "compress", encode=True):
+        with _progress(grid, tiles, progress, "compress", encode=True):
             for tile, area, coder in tiles:
                 padded = pad(pixels[tile.rows, tile.cols], *tile.shape, padding)
                 x = (padded.transpose(2, 0, 1)[None] / np.float32(255)).astype(np.float32)
@@ -176,6 +199,7 @@ class Codec:
             level=level,
             colour=GRAY if photo.gray else RGB,
             icc_profile=photo.icc_profile,
+            windowed=grid.windowed,
         )
         return Container(header, tuple(sections)).to_bytes()
 
@@ -250,8 +274,9 @@ class Codec:
         if header.level >= levels:
             raise BitstreamError(f"the file was coded at quality level {header.level + 1}; its bundle has "
                                  f"{levels}")
-        grid = self._grid(header.height, header.width, "the file's image")
-        if (grid.bucket, grid.rows, grid.cols) != (header.bucket, header.tile_rows, header.tile_cols):
+        grid = self.grid(header.height, header.width, "the file's image")
+        if (grid.bucket, grid.rows, grid.cols, grid.windowed) != (header.bucket, header.tile_rows, header.tile_cols,
+                                                                  header.windowed):
             raise BitstreamError("the file's tile layout does not match its image size")
         return grid
 
@@ -271,7 +296,7 @@ class Codec:
             data = bytes(data)
             header = Header.from_bytes(data)
             grid = self._check_header(header)
-        max_payload = max(self._coder(header.level, bucket).max_payload for bucket in set(grid.buckets))
+        max_payload = max(coder.max_payload for _, _, coder in self._tiles(grid, header.level))
         return Container.from_bytes(data, header, max_payload=max_payload), grid
 
     def _decode_tiles(self, container: Container, grid: TileGrid, progress: bool, reconstruct: bool,
@@ -291,13 +316,23 @@ class Codec:
                     f"the encoder's by more than the bundle's guard covers (ε = {epsilon:g}): decode it with a "
                     "backend closer to the encoder's.")
         tiles = self._tiles(grid, container.header.level)
-        with _progress(tiles, progress, "decompress", encode=False, reconstruct=reconstruct):
+        with _progress(grid, tiles, progress, "decompress", encode=False, reconstruct=reconstruct):
             for index, ((tile, area, coder), section) in enumerate(zip(tiles, container.sections, strict=True)):
                 try:
                     coded = coder.decode(section.payload, section.digests, note, reconstruct, area, estimate)
                 except BitstreamError as exc:
+                    if grid.windowed:
+                        raise
                     raise type(exc)(f"tile {index + 1} of {len(tiles)}: {exc}") from None
                 yield tile, coded
+
+
+def windows_fit(bundle: Bundle) -> bool:
+    """Whether the bundle codes images in windows (else tiles): no raster pass (it runs position by position on
+    one graph's held inputs), and every bucket side at least twice the windows' overlap, so that a window in the
+    middle of a grid keeps at least half of what it covers."""
+    raster = any(step.raster for step in bundle.manifest.schedule.steps)
+    return not raster and min(min(shape) for shape in bundle.bucket_shapes) >= 4 * WINDOW_MARGIN
 
 
 @contextmanager
@@ -320,13 +355,15 @@ def open_compressed(path: str | Path) -> Iterator[tuple[BinaryIO, Header, int]]:
 
 
 @contextmanager
-def _progress(tiles: list[tuple[Tile, ImageArea, TileCoder]], enabled: bool, what: str, encode: bool,
-              reconstruct: bool = True) -> Iterator[None]:
-    """A progress bar over every stage graph run of every tile, so a single large tile shows progress too; on
-    a terminal only (``disable=None``), so that scripts and logs get error lines alone."""
+def _progress(grid: TileGrid, tiles: list[tuple[Tile, ImageArea, TileCoder]], enabled: bool, what: str,
+              encode: bool, reconstruct: bool = True) -> Iterator[None]:
+    """A progress bar over every stage graph run of every tile or window, so a single large tile shows progress
+    too; on a terminal only (``disable=None``), so that scripts and logs get error lines alone."""
     runs = sum(coder.runs(encode, reconstruct, area) for _, area, coder in tiles)
     coders = {id(coder): coder for _, _, coder in tiles}.values()
-    with tqdm(total=runs, desc=f"{what} ({len(tiles)} tile{'s' * (len(tiles) > 1)})", unit="run",
+    count = grid.rows * grid.cols
+    parts = f"{count} {'window' if grid.windowed else 'tile'}{'s' * (count > 1)}"
+    with tqdm(total=runs, desc=f"{what} ({parts})", unit="run",
               disable=None if enabled else True) as bar:
         for coder in coders:
             coder.on_run = bar.update

@@ -1,30 +1,32 @@
-"""The licrt bitstream container, format version 6.
+"""The licrt bitstream container, format version 7.
 
 Byte layout (integers big-endian)::
 
     offset  size  field
     0       8     magic  89 'L' 'I' 'C' 0D 0A 1A 0A  (PNG-style: catches text-mode
                   transfers and truncation to 7 bits)
-    8       1     container format version (6)
+    8       1     container format version (7)
     9       8     coding contract: what the decoding bundle must share with the
                   encoder's (see licrt.runtime.manifest.Manifest.coding_contract)
     17      1     quality level: index into the bundle's levels (weights and tables)
     18      4     original image height
     22      4     original image width
-    26      1     bucket index of the first tile; with the tile rows and columns a
-                  check of the grid, which both sides derive from the image size
-                  and the bundle's shapes (licrt.runtime.tiling.choose_grid)
-    27      2     tile rows
-    29      2     tile columns
-    31      1     coded passes per tile P (ẑ, then every schedule step)
-    32      1     colour: 0 RGB, 1 gray (coded as R = G = B, returned as one channel)
-    33      1     length n of the encoder's profile (1 ≤ n)
-    34      4     length m of the image's ICC profile (0: none)
-    38      n     encoder's profile: printable ASCII naming what set its floats
+    26      1     bucket index of the first tile or window; with the rows, columns
+                  and layout a check of the grid, which both sides derive from the
+                  image size and the bundle (licrt.runtime.tiling.choose_grid)
+    27      2     rows of tiles or windows
+    29      2     columns of tiles or windows
+    31      1     layout: 0 tiles side by side, one section each; 1 windows over
+                  the whole image, coded as one section
+    32      1     coded passes per section P (ẑ, then every schedule step)
+    33      1     colour: 0 RGB, 1 gray (coded as R = G = B, returned as one channel)
+    34      1     length n of the encoder's profile (1 ≤ n)
+    35      4     length m of the image's ICC profile (0: none)
+    39      n     encoder's profile: printable ASCII naming what set its floats
                   (backend, version, device, graph optimisation, precision)
-    38+n    m     the image's ICC profile, as read from the input
-    38+n+m  4     header check: CRC-32 of bytes 0 .. 37+n+m
-    42+n+m        one section per tile, row-major:
+    39+n    m     the image's ICC profile, as read from the input
+    39+n+m  4     header check: CRC-32 of bytes 0 .. 38+n+m
+    43+n+m        the sections, row-major:
                     4      payload length L (bytes, a multiple of 4, at least 4)
                     2·P    per-pass digests: CRC-32 of the pass's symbols and
                            coding decisions, low 16 bits
@@ -35,7 +37,7 @@ Byte layout (integers big-endian)::
                            coded (see licrt.runtime.tiling.ImageArea)
                     4      section check: CRC-32 of the section's bytes above,
                            continued from the previous check (the header check
-                           for the first tile)
+                           for the first section)
 
 A section's check is thus the running CRC-32 of the file up to the end of
 the section, earlier checks left out. It covers the section's length, digests
@@ -51,7 +53,7 @@ wrong image; instead it stops with an error naming the pass and both
 profiles. The profile is there for that message; it does not decide whether
 a file decodes.
 
-Files of formats 1 to 5 are refused with a message that says which licrt
+Files of formats 1 to 6 are refused with a message that says which licrt
 reads them.
 
 Every read is bounds-checked; any inconsistency raises :class:`BitstreamError`.
@@ -74,9 +76,12 @@ _READ_BY = {1: "format 2 binds every tile to its place; decode it with licrt 0.1
             3: "format 4 records the quality level, gray images and ICC profiles; decode it with licrt 0.3",
             4: "format 5 names the coding contract, so that bundles calibrated from one another decode each "
                "other's files; decode it with licrt 0.4",
-            5: "format 6 codes only the latents of the image, not those of its padding; decode it with licrt 0.5"}
-VERSION = 6
-_FIELDS = struct.Struct(">8sB8sBIIBHHBBBI")
+            5: "format 6 codes only the latents of the image, not those of its padding; decode it with licrt 0.5",
+            6: "format 7 codes images larger than a bucket as one, window by window; decode it with licrt 0.8"}
+VERSION = 7
+_FIELDS = struct.Struct(">8sB8sBIIBHHBBBBI")
+#: Layouts of a file's sections.
+TILES, WINDOWS = 0, 1
 _U32 = struct.Struct(">I")
 #: The longest profile a header can hold (its length is one byte).
 MAX_PROFILE_LENGTH = 255
@@ -127,14 +132,17 @@ class Header:
     colour: int = RGB
     #: The input's ICC profile, carried to the decoded image (empty: none).
     icc_profile: bytes = b""
+    #: Windows over the whole image, coded as one section (else tiles, one section each).
+    windowed: bool = False
 
     @property
     def gray(self) -> bool:
         return self.colour == GRAY
 
     @property
-    def tiles(self) -> int:
-        return self.tile_rows * self.tile_cols
+    def sections(self) -> int:
+        """Sections the file holds."""
+        return 1 if self.windowed else self.tile_rows * self.tile_cols
 
     @property
     def size(self) -> int:
@@ -151,7 +159,8 @@ class Header:
         if self.colour not in (RGB, GRAY):
             raise ValueError(f"colour {self.colour} is neither RGB ({RGB}) nor gray ({GRAY})")
         fields = _FIELDS.pack(MAGIC, VERSION, self.contract, self.level, self.height, self.width,
-                              self.bucket, self.tile_rows, self.tile_cols, self.passes, self.colour, len(profile),
+                              self.bucket, self.tile_rows, self.tile_cols, WINDOWS if self.windowed else TILES,
+                              self.passes, self.colour, len(profile),
                               len(self.icc_profile)) + profile + self.icc_profile
         return fields + _U32.pack(zlib.crc32(fields))
 
@@ -177,7 +186,7 @@ class Header:
             raise BitstreamError(f"container format {version} is not supported (this licrt reads {VERSION})")
         if len(data) < _FIELDS.size:
             raise BitstreamError("the file is truncated inside its header")
-        (_, _, contract, level, height, width, bucket, rows, cols, passes, colour, profile_length,
+        (_, _, contract, level, height, width, bucket, rows, cols, layout, passes, colour, profile_length,
          icc_length) = _FIELDS.unpack_from(data)
         if icc_length > MAX_ICC_PROFILE:
             raise BitstreamError(f"the file header is corrupted (it claims an ICC profile of {icc_length:,} bytes, "
@@ -193,15 +202,17 @@ class Header:
             raise BitstreamError("the file header is malformed (its profile is not printable text)")
         if colour not in (RGB, GRAY):
             raise BitstreamError(f"the file header is malformed (colour {colour} is neither RGB nor gray)")
+        if layout not in (TILES, WINDOWS):
+            raise BitstreamError(f"the file header is malformed (layout {layout} is neither tiles nor windows)")
         if min(height, width, rows, cols, passes) == 0:
             raise BitstreamError("the file header describes an empty image")
         return cls(contract, profile.decode(), height, width, bucket, rows, cols, passes, level, colour,
-                   bytes(data[_FIELDS.size + profile_length : end]))
+                   bytes(data[_FIELDS.size + profile_length : end]), layout == WINDOWS)
 
 
 @dataclass(frozen=True)
 class TileSection:
-    """The coded data of one tile."""
+    """The coded data of one tile, or of a whole image coded window by window."""
 
     payload: bytes
     digests: tuple[int, ...]
@@ -209,14 +220,14 @@ class TileSection:
 
 @dataclass(frozen=True)
 class Container:
-    """A whole file: its header and one section per tile, row-major."""
+    """A whole file: its header and its sections (one per tile, row-major, or one for a windowed image)."""
 
     header: Header
     sections: tuple[TileSection, ...]
 
     def to_bytes(self) -> bytes:
         """Serialize, computing every check; sections are written as given (a reader refuses a count
-        other than the header's tiles)."""
+        other than the header's)."""
         header = self.header.to_bytes()
         parts = [header]
         check = zlib.crc32(header[: -_U32.size])
@@ -240,21 +251,21 @@ class Container:
 
         Args:
             header: The file's header if already parsed (and vetted) from data.
-            max_payload: The most bytes a tile's coder can produce; a section
-                claiming more is refused.
+            max_payload: The most bytes a section's coder can produce; a
+                section claiming more is refused.
 
         Raises:
             BitstreamError: not a licrt file, truncated, trailing bytes, a
                 failed check, or a payload of impossible length.
         """
         header = Header.from_bytes(data) if header is None else header
-        passes, tiles = header.passes, header.tiles
+        passes, count = header.passes, header.sections
         view = memoryview(data)
         offset = header.size
         check = zlib.crc32(view[: offset - _U32.size])
         sections = []
-        for index in range(tiles):
-            place = f"tile {index + 1} of {tiles}"
+        for index in range(count):
+            place = f"section {index + 1} of {count}"
             if offset + section_framing(passes) > len(data):
                 raise BitstreamError(f"the file is truncated ({place})")
             (length,) = _U32.unpack_from(data, offset)
@@ -272,5 +283,5 @@ class Container:
             sections.append(TileSection(bytes(view[end - length : end]), digests))
             offset = end + _U32.size
         if offset != len(data):
-            raise BitstreamError(f"{len(data) - offset:,} unexpected bytes after the last tile")
+            raise BitstreamError(f"{len(data) - offset:,} unexpected bytes after the last section")
         return cls(header, tuple(sections))

@@ -24,8 +24,9 @@ class Limits:
     Args:
         max_pixels: Pixels of the image (height × width); the decoded image
             takes 3 bytes per pixel.
-        max_tiles: Tiles the image is coded in; each costs one pass through
-            every stage graph at its bucket's size, so this bounds time.
+        max_tiles: Tiles or windows the image is coded in; each costs one
+            pass through every stage graph at its bucket's size, so this
+            bounds time.
     """
 
     max_pixels: int = DEFAULT_MAX_PIXELS
@@ -41,8 +42,8 @@ class Limits:
             raise LimitError(f"{what} is {width}x{height} ({height * width:,} pixels), more than the limit of "
                              f"{self.max_pixels:,} pixels (max_pixels, --max-pixels)")
 
-    def check_tiles(self, tiles: int, what: str = "the image") -> None:
-        """Raise :class:`LimitError` if an image is coded in more tiles than allowed."""
+    def check_tiles(self, tiles: int, what: str = "the image", parts: str = "tiles") -> None:
+        """Raise :class:`LimitError` if an image is coded in more tiles (or windows: ``parts``) than allowed."""
         if tiles > self.max_tiles:
-            raise LimitError(f"{what} is coded in {tiles:,} tiles, more than the limit of {self.max_tiles:,} "
+            raise LimitError(f"{what} is coded in {tiles:,} {parts}, more than the limit of {self.max_tiles:,} "
                              "(max_tiles, --max-tiles)")

@@ -38,8 +38,7 @@ from .entropy import UndecodableError, max_coded_bytes
 from .guard import decode_side_stream, encode_side_stream, max_side_stream_bytes, side_stream_bits
 from .latent_coding import latent_coding
 from .errors import BackendError, BitstreamError
-from .manifest import Bucket
-from .backends.base import Backend, StageRunner
+from .stages import BucketStages, WindowedStages, check_finite
 from .schedule import RASTER_POSITION, RASTER_ROW_INDEX
 from .tiling import ImageArea, extend_edges
 
@@ -120,50 +119,38 @@ def _bytes(encoder) -> bytes:
     return encoder.get_compressed().astype("<u4").tobytes()
 
 
-def _check_finite(stage: str, outputs: dict[str, np.ndarray]) -> None:
-    for name, array in outputs.items():
-        if not np.all(np.isfinite(array)):
-            raise BackendError(f"stage {stage} produced non-finite values in {name!r}")
-
-
 class DivergenceError(BitstreamError):
     """Decoded symbols differ from the encoder's although the bytes are intact."""
 
 
 class TileCoder:
-    """Codes tiles of one bucket's shape.
+    """Codes tiles of one shape: a bucket's, or a grid's canvas coded window by window.
 
     Args:
         bundle: The opened bundle.
-        bucket: One of its buckets.
-        backend: Runs its stage graphs; each is loaded on first use, so a
-            decoder never loads the encoder's graphs and vice versa.
+        stages: Runs its stage graphs: a bucket's (:class:`~licrt.runtime.stages.BucketStages`) or a grid's
+            windows over its canvas (:class:`~licrt.runtime.stages.WindowedStages`).
         guard: Record the decisions near a boundary in side streams (see
             :mod:`licrt.runtime.guard`), so that other backends decode the
             tiles. Without it a tile decodes only where the floats agree.
     """
 
-    def __init__(self, bundle: Bundle, bucket: Bucket, backend: Backend, guard: bool = True):
+    def __init__(self, bundle: Bundle, stages: BucketStages | WindowedStages, guard: bool = True):
         self.bundle = bundle
-        self.bucket = bucket
+        self.stages = stages
         self.schedule = bundle.manifest.schedule
-        self.backend = backend
-        self._runners: dict[str, StageRunner] = {}
         self.coding = latent_coding(bundle)
         self.record_near = guard
-        #: Called after every stage graph run (each raster position counts): what a progress bar follows.
-        self.on_run: Callable[[], object] | None = None
-        (z_spec,) = bucket.stages["h_s"].inputs
-        (y_spec,) = bucket.stages["g_s"].inputs
-        self.z_shape, self.y_shape = z_spec.shape, y_spec.shape
+        #: Called after every stage graph run with how many ran (each raster position counts): what a progress
+        #: bar follows.
+        self.on_run: Callable[[int], object] | None = None
+        self._input_shapes = stages.input_shapes
+        self.z_shape, self.y_shape = self._input_shapes["h_s"]["z_hat"], self._input_shapes["g_s"]["y_hat"]
         self._layouts: dict[ImageArea | None, _Layout] = {}
         whole = self._layout(None)
         #: The most bytes a tile's payload can hold: what the coder writes at most for its symbols and side streams.
         self.max_payload = max_coded_bytes(math.prod(self.z_shape) + math.prod(self.y_shape)) + sum(
             max_side_stream_bytes(size) for size in whole.decisions.values())
-        self._input_shapes = {
-            s.name: {spec.name: spec.shape for spec in bucket.stages[s.name].inputs} for s in self.schedule.steps
-        }
 
     def _layout(self, area: ImageArea | None) -> _Layout:
         """What a tile codes when its image lies in ``area`` (None: the whole tile)."""
@@ -184,27 +171,21 @@ class TileCoder:
             )
         return self._layouts[area]
 
-    def _runner(self, stage: str) -> StageRunner:
-        if stage not in self._runners:
-            self._runners[stage] = self.backend.load(self.bundle, stage, self.bucket.stages[stage])
-        return self._runners[stage]
-
     def _run(self, stage: str, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        outputs = self._runner(stage).run(feed)
-        _check_finite(stage, outputs)
-        self._ran()
+        outputs = self.stages.run(stage, feed)
+        self._ran(self.stages.runs)
         return outputs
 
-    def _ran(self) -> None:
+    def _ran(self, count: int = 1) -> None:
         if self.on_run is not None:
-            self.on_run()
+            self.on_run(count)
 
     def runs(self, encode: bool, reconstruct: bool = True, area: ImageArea | None = None) -> int:
         """Stage graph runs per tile: g_a and h_a to encode, h_s, each pass (a raster pass once per coded
-        position), and g_s to reconstruct."""
+        position), and g_s to reconstruct; each once per window."""
         masks = self._layout(area).masks
         passes = sum(int(masks[step.name].sum()) if step.raster else 1 for step in self.schedule.steps)
-        return 1 + passes + (2 if encode else int(reconstruct))
+        return (1 + passes + (2 if encode else int(reconstruct))) * self.stages.runs
 
     def _round(self, values: np.ndarray) -> np.ndarray:
         """The bundle's rounding (and clamp) of ẑ, or of ŷ with ``integer`` quantization."""
@@ -264,7 +245,7 @@ class TileCoder:
         """One coded position (``mask``) per run of the step graph, its inputs and key/value caches held on
         the backend's device: per position only the position and the new ŷ values go there, and only the
         entropy parameters come back; each run's cache rows are stored into the caches where they are."""
-        runner = self._runner(step.name)
+        runner = self.stages.runner(step.name)
         start, stop = step.channels
         width = self.y_shape[3]
         runner.hold({**{name: state[name] for name in step.reads},
@@ -273,7 +254,7 @@ class TileCoder:
             for position in np.flatnonzero(mask).tolist():
                 outputs = runner.step({RASTER_POSITION: np.array([position])},
                                       fetch=(*self.schedule.parameters, RASTER_ROW_INDEX))
-                _check_finite(step.name, outputs)
+                check_finite(step.name, outputs)
                 self._ran()
                 row = int(outputs[RASTER_ROW_INDEX][0])
                 for name in step.caches:

@@ -1,12 +1,19 @@
 """Fitting images of any size onto the static shapes of a bundle.
 
-An image is laid onto a grid of tiles of the bundle's bucket shapes, the grid
-that processes the fewest padded pixels (:func:`choose_grid`): with the
-shapes export writes by default (:data:`DEFAULT_SHAPES`) it pads less than 64
-pixels per side, so time follows the image's pixels. Each tile is padded to
-its shape where the image ends and cropped after decoding. Tiles are coded
-independently, so memory stays bounded by the largest tile whatever the
-image size.
+An image is laid onto a grid of the bundle's bucket shapes, the grid that
+processes the fewest pixels (:func:`choose_grid`), in one of two ways:
+
+* **Windows** (codecs without a raster pass): the image is padded to the
+  grid's canvas and coded as one, every stage graph run window by window over
+  the whole canvas (:mod:`licrt.runtime.windows`). Neighbouring windows
+  overlap by twice :data:`WINDOW_MARGIN`; each keeps its part of the
+  outputs, away from the edges its graphs zero-pad. Latents, entropy
+  parameters and pixels are those of the whole image: no seams, no context
+  restarting at a border, and the graphs' activations are bounded by the
+  largest window whatever the image size.
+* **Tiles** (a raster pass cannot run window by window): tiles side by side,
+  each padded to its shape where the image ends, coded independently and
+  cropped after decoding.
 
 Padding costs time, not bits: a latent whose block of pixels lies wholly in
 the padding is not coded (see :class:`ImageArea`); both sides know where the
@@ -26,6 +33,10 @@ from .errors import ImageError
 from .manifest import Padding
 
 MAX_TILES_PER_SIDE = 2**16 - 1
+#: How far a window reaches past the part of the canvas it keeps, on each side that has a neighbour (pixels): a
+#: multiple of the image stride's half, and where running the stages window by window comes close to one run over
+#: the whole image (bench/results/window-margin.json).
+WINDOW_MARGIN = 32
 #: What one more tile weighs against padded pixels when a grid is chosen (a 128² square): a tile's borders
 #: cost bits (its context and hyperprior start afresh) and its stage graphs a fixed time.
 TILE_COST = 128 * 128
@@ -48,16 +59,66 @@ class Tile:
 
 
 @dataclass(frozen=True)
+class Window:
+    """One window of a grid: the canvas pixels it covers, from (``top``, ``left``) over its bucket's ``shape``,
+    and the canvas rows and columns [start, stop) whose outputs it keeps."""
+
+    top: int
+    left: int
+    shape: tuple[int, int]
+    bucket: int
+    keep_rows: tuple[int, int]
+    keep_cols: tuple[int, int]
+
+
+def _spans(sizes: tuple[int, ...], overlap: int) -> list[tuple[int, int, int]]:
+    """(start, keep start, keep stop) of windows of ``sizes`` laid along an axis, each overlapping the previous
+    by ``overlap`` and keeping up to the middle of each overlap."""
+    spans, start = [], 0
+    for index, size in enumerate(sizes):
+        keep_start = 0 if index == 0 else start + overlap // 2
+        keep_stop = start + size - (overlap // 2 if index < len(sizes) - 1 else 0)
+        spans.append((start, keep_start, keep_stop))
+        start += size - overlap
+    return spans
+
+
+@dataclass(frozen=True)
 class TileGrid:
-    """How an image of ``height`` × ``width`` is laid onto a bundle's bucket shapes: rows of tiles of
-    ``row_heights``, columns of ``col_widths`` (each tile padded to its shape where the image ends)."""
+    """How an image of ``height`` × ``width`` is laid onto a bundle's bucket shapes: rows of ``row_heights``,
+    columns of ``col_widths``; side by side as tiles (``overlap`` 0), or as windows overlapping their
+    neighbours by ``overlap`` pixels."""
 
     height: int
     width: int
     row_heights: tuple[int, ...]
     col_widths: tuple[int, ...]
-    #: The bucket of every tile, row-major.
+    #: The bucket of every tile or window, row-major.
     buckets: tuple[int, ...]
+    overlap: int = 0
+
+    @property
+    def windowed(self) -> bool:
+        return self.overlap > 0
+
+    @property
+    def canvas(self) -> tuple[int, int]:
+        """(height, width) the grid covers: the image and its padding."""
+        return (sum(self.row_heights) - self.overlap * (self.rows - 1),
+                sum(self.col_widths) - self.overlap * (self.cols - 1))
+
+    def borders(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """The rows and columns (canvas pixels) where one tile, or one window's kept part, meets the next: the
+        first row or column of the later one."""
+        return tuple(tuple(stop for _, _, stop in _spans(sizes, self.overlap)[:-1])
+                     for sizes in (self.row_heights, self.col_widths))
+
+    def windows(self) -> Iterator[Window]:
+        """Every window, row-major."""
+        buckets = iter(self.buckets)
+        for height, (top, *keep_rows) in zip(self.row_heights, _spans(self.row_heights, self.overlap)):
+            for width, (left, *keep_cols) in zip(self.col_widths, _spans(self.col_widths, self.overlap)):
+                yield Window(top, left, (height, width), next(buckets), tuple(keep_rows), tuple(keep_cols))
 
     @property
     def rows(self) -> int:
@@ -74,11 +135,12 @@ class TileGrid:
 
     @property
     def coded_pixels(self) -> int:
-        """Pixels the stage graphs process: the image and its padding."""
+        """Pixels the stage graphs process: the image, its padding, and windows' overlaps as often as they
+        are run."""
         return sum(self.row_heights) * sum(self.col_widths)
 
     def tiles(self) -> Iterator[Tile]:
-        """Every tile, row-major (edge tiles may hold less than their shape)."""
+        """Every tile of a grid of tiles, row-major (edge tiles may hold less than their shape)."""
         buckets = iter(self.buckets)
         top = 0
         for tile_height in self.row_heights:
@@ -90,25 +152,30 @@ class TileGrid:
             top += tile_height
 
 
-def _cover(length: int, main: int, last: int) -> tuple[int, ...] | None:
-    """The fewest ``main`` sides, then one ``last``, that cover ``length`` (None if ``last`` would hold
-    nothing)."""
-    count = max(0, -(-(length - last) // main))
-    return None if count * main >= length else (main,) * count + (last,)
+def _cover(length: int, main: int, last: int, overlap: int = 0) -> tuple[int, ...] | None:
+    """The fewest ``main`` sides, then one ``last``, that cover ``length``, each side overlapping the previous
+    by ``overlap`` (None if ``last`` would hold nothing, or ``main`` is no longer than the overlap)."""
+    if length <= last:
+        return (last,)
+    if main <= overlap:  # a window would keep nothing
+        return None
+    count = -(-(length - last) // (main - overlap))
+    return None if count * (main - overlap) + overlap >= length else (main,) * count + (last,)
 
 
-def _covers(length: int, sides: list[int]) -> list[tuple[int, ...]]:
+def _covers(length: int, sides: list[int], overlap: int) -> list[tuple[int, ...]]:
     """Every way to cover ``length`` with :func:`_cover`, in a fixed order."""
-    covers = (_cover(length, main, last) for main, last in itertools.product(sides, sides))
-    return [cover for cover in covers if cover is not None]
+    covers = (_cover(length, main, last, overlap) for main, last in itertools.product(sides, sides))
+    return list(dict.fromkeys(cover for cover in covers if cover is not None))
 
 
 @functools.lru_cache(maxsize=1024)  # ~3 ms per image otherwise, on both sides
-def choose_grid(height: int, width: int, bucket_shapes: tuple[tuple[int, int], ...]) -> TileGrid:
-    """Pick the tile grid for an image: the one that processes the fewest pixels, each tile weighing
-    :data:`TILE_COST` more (so an image a bucket holds well stays one tile).
+def choose_grid(height: int, width: int, bucket_shapes: tuple[tuple[int, int], ...], overlap: int = 0) -> TileGrid:
+    """Pick the grid for an image: the one that processes the fewest pixels, each tile or window weighing
+    :data:`TILE_COST` more (so an image a bucket holds well stays one).
 
-    Rows are some tiles of one height and a last row of another (or the same) height, columns likewise;
+    Rows are some of one height and a last row of another (or the same) height, columns likewise, each
+    overlapping the previous by ``overlap`` (0: tiles side by side; windows: ``2 * WINDOW_MARGIN``);
     every shape a grid uses must be a bucket (one bucket's shape alone always qualifies). Encoder and
     decoder both derive the grid from the image size and the bucket shapes.
 
@@ -121,8 +188,8 @@ def choose_grid(height: int, width: int, bucket_shapes: tuple[tuple[int, int], .
     index = {shape: i for i, shape in enumerate(bucket_shapes)}
     heights = sorted({h for h, _ in bucket_shapes})
     widths = sorted({w for _, w in bucket_shapes})
-    row_covers = _covers(height, heights)
-    col_covers = _covers(width, widths)
+    row_covers = _covers(height, heights, overlap)
+    col_covers = _covers(width, widths, overlap)
     best = None
     for row_heights, col_widths in itertools.product(row_covers, col_covers):
         if any((h, w) not in index for h in set(row_heights) for w in set(col_widths)):
@@ -135,7 +202,7 @@ def choose_grid(height: int, width: int, bucket_shapes: tuple[tuple[int, int], .
     if len(row_heights) > MAX_TILES_PER_SIDE or len(col_widths) > MAX_TILES_PER_SIDE:
         raise ImageError(f"the image ({height}x{width}) is too large for this bundle's buckets")
     buckets = tuple(index[h, w] for h in row_heights for w in col_widths)
-    return TileGrid(height, width, row_heights, col_widths, buckets)
+    return TileGrid(height, width, row_heights, col_widths, buckets, overlap)
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ from .helpers import load_image, tiny_model
 
 RAW = ("flip", "overwrite", "insert", "delete", "truncate", "swap-tiles", "splice-tile", "splice-halves")
 FORGED = ("header", "tile-count", "payload-word", "payload-append", "payload-drop", "digest", "payload-from-other")
-HEADER_FIELDS = ("height", "width", "bucket", "tile_rows", "tile_cols", "passes", "profile", "contract")
+HEADER_FIELDS = ("height", "width", "bucket", "tile_rows", "tile_cols", "windowed", "passes", "profile", "contract")
 
 
 class WrongImage(AssertionError):
@@ -69,15 +69,23 @@ class Recipe:
     blob: bytes
 
 
-def fuzz_codec(folder: Path) -> tuple[Codec, list[Seed]]:
-    """The tiny model with one 64×64 bucket (fast graphs), and a corpus of 1 to 4 tiles per file."""
-    write_bundle(tiny_model(), [(64, 64)], folder / "bundle", progress=False)
+def fuzz_codec(folder: Path, windowed: bool = False) -> tuple[Codec, list[Seed]]:
+    """The tiny model with one bucket (fast graphs), and a corpus of files of 1 to 4 sections: 64×64 tiles, or
+    one section of 1 to 4 windows of 128×128."""
+    side = 128 if windowed else 64
+    write_bundle(tiny_model(), [(side, side)], folder / "bundle", progress=False)
     codec = Codec.open(folder / "bundle", backend="onnxruntime")
+    lighthouse, parrots = load_image("lighthouse_250x190.png"), load_image("parrots_256x256.png")
     images = {
         "house 96x64 (1x2 tiles)": load_image("house_96x64.png"),
-        "lighthouse 100x80 (2x2 tiles)": load_image("lighthouse_250x190.png")[40:120, 60:160],
-        "parrots 64x64 (1 tile)": load_image("parrots_256x256.png")[96:160, 96:160],
-        "parrots 40x130 (1x3 tiles)": load_image("parrots_256x256.png")[:40, 100:230],
+        "lighthouse 100x80 (2x2 tiles)": lighthouse[40:120, 60:160],
+        "parrots 64x64 (1 tile)": parrots[96:160, 96:160],
+        "parrots 40x130 (1x3 tiles)": parrots[:40, 100:230],
+    } if not windowed else {
+        "house 96x64 (1 window)": load_image("house_96x64.png"),
+        "lighthouse 150x100 (2x1 windows)": lighthouse[:150, 100:200],
+        "parrots 120x190 (1x2 windows)": parrots[20:140, 30:220],
+        "parrots 180x170 (2x2 windows)": parrots[40:220, 50:220],
     }
     corpus = []
     for name, image in images.items():
@@ -95,7 +103,7 @@ def recipes(corpus_size: int) -> st.SearchStrategy[Recipe]:
 
 
 def section_spans(container: Container) -> list[slice]:
-    """Byte ranges of every tile section in the serialized container."""
+    """Byte ranges of every section in the serialized container."""
     spans, offset = [], container.header.size
     for section in container.sections:
         end = offset + section_framing(container.header.passes) + len(section.payload)
@@ -185,6 +193,8 @@ def _forged_header(header: Header, field: str, value: int, blob: bytes) -> Heade
         return dataclasses.replace(header, profile=text)
     if field == "contract":
         return dataclasses.replace(header, contract=(blob * 8)[:8])
+    if field == "windowed":
+        return dataclasses.replace(header, windowed=not header.windowed)
     current = getattr(header, field)
     bits = {"bucket": 8, "tile_rows": 16, "tile_cols": 16, "passes": 8}.get(field, 32)
     # Half the time a small step from the true value (stays plausible), else any value the field holds.

@@ -8,6 +8,7 @@ from licrt.runtime.backends import open_backend
 from licrt.runtime.codec import Codec
 from licrt.runtime.container import Container
 from licrt.runtime.scheduler import TileCoder
+from licrt.runtime.stages import BucketStages
 
 
 def to_tensor(image):
@@ -33,7 +34,7 @@ def test_hybrid_s_matches_pytorch(full_bundle):
 
     bucket = bundle.manifest.buckets[0]
     backend = open_backend("onnxruntime")
-    coder = TileCoder(bundle, bucket, backend)
+    coder = TileCoder(bundle, BucketStages(bundle, bucket, backend))
     coded = coder.encode(to_tensor(image).numpy())
     runtime_symbols = [coded_pass.symbols for coded_pass in coded.passes]
     differing = sum(int(np.sum(a != b)) for a, b in zip(runtime_symbols, reference.symbols, strict=True))

@@ -36,7 +36,9 @@ def test_compress_decompress_and_info_without_torch(compressed, tiny_bundle, tmp
     code, out, err = licrt("info", compressed, "--bundle", tiny_bundle.root, cwd=tmp_path)
     assert code == 0, err
     assert "250x190" in out and "model estimate" in out
-    assert "2x2, rows 128+128 by columns 128+128 pixels (1.38× the image's pixels)" in out
+    # 128² windows overlapping by twice the margin: 128 + 128 − 64 ≥ 190 rows, 3 × 128 − 2 × 64 ≥ 250 columns
+    assert "2x3 windows, rows 128+128 by columns 128+128+128 pixels overlapping by 64 (2.07× the image's pixels " \
+        "processed)" in out
     assert "ε = 1e-05 × margin 3: side streams" in out and "without the guard" not in out
 
 
@@ -165,7 +167,7 @@ def test_limits_are_checked_before_the_work(compressed, tiny_bundle, tmp_path):
     assert code == 1 and "is 250x190 (47,500 pixels), more than the limit of 1,000 pixels" in err, err
     code, _, err = licrt("compress", DATA / "lighthouse_250x190.png", "b.lic", "--bundle", tiny_bundle.root,
                          "--max-tiles", "2**1", cwd=tmp_path)
-    assert code == 1 and "coded in 4 tiles, more than the limit of 2" in err, err
+    assert code == 1 and "coded in 6 windows, more than the limit of 2" in err, err
     assert not list(tmp_path.iterdir())
 
 

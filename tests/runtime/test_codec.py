@@ -40,10 +40,10 @@ def test_decoded_image_matches_pytorch_reference(codec):
 
 
 def test_file_size_matches_the_models_estimate(codec):
-    image = load_image("parrots_256x256.png")  # 2x2 tiles of 128x128
+    image = load_image("parrots_256x256.png")  # 3x3 windows of 128x128 overlapping by 64
     data = codec.compress(image)
     container = Container.from_bytes(data)
-    assert (container.header.tile_rows, container.header.tile_cols) == (2, 2)
+    assert (container.header.tile_rows, container.header.tile_cols, container.header.windowed) == (3, 3, True)
     estimate_bytes = sum(codec.inspect(data).bits_per_pass.values()) / 8
     coded = len(data) - container.framing
     assert estimate_bytes <= coded <= estimate_bytes * 1.01 + 8 * 4
@@ -93,7 +93,7 @@ def test_a_decoder_with_different_floats_fails_loudly_naming_both_profiles(codec
     with pytest.raises(DivergenceError) as error:
         other.decompress(data)
     message = str(error.value)
-    assert message.startswith("tile 1 of 4: decoding diverged at pass ")
+    assert message.startswith("decoding diverged at pass ")
     assert "although the file's checks hold" in message
     assert f"encoded under '{codec.backend.profile}'; this decoder runs '{other.backend.profile}'" in message
 
@@ -105,17 +105,20 @@ def test_the_profile_names_what_changes_floats():
         OnnxRuntimeBackend(providers=["CPUExecutionProvider"], threads=2).profile  # threads change no bit
 
 
-def test_progress_counts_every_stage_run_of_a_tile(tiny_bundle):
-    """What the progress bar follows: one tick per stage graph run, as many as the coder announces."""
-    coder = Codec(tiny_bundle, OnnxRuntimeBackend())._coder(0, 0)
+@pytest.mark.parametrize("side, windows", [(128, 1), (256, 9)])
+def test_progress_counts_every_stage_run(tiny_bundle, side, windows):
+    """What the progress bar follows: one tick per stage graph run, as many as the coder announces (each stage
+    once per window)."""
+    codec = Codec(tiny_bundle, OnnxRuntimeBackend())
+    ((_, area, coder),) = codec._tiles(codec.grid(side, side), 0)
     ticks = []
-    coder.on_run = lambda: ticks.append(1)
-    tile = load_image("parrots_256x256.png")[:128, :128]
-    coded = coder.encode((tile.transpose(2, 0, 1)[None] / np.float32(255)).astype(np.float32))
-    assert len(ticks) == coder.runs(encode=True) == 3 + len(tiny_bundle.manifest.schedule.steps)
+    coder.on_run = ticks.append
+    image = load_image("parrots_256x256.png")[:side, :side]
+    coded = coder.encode((image.transpose(2, 0, 1)[None] / np.float32(255)).astype(np.float32), area)
+    assert sum(ticks) == coder.runs(encode=True, area=area) == (3 + len(tiny_bundle.manifest.schedule.steps)) * windows
     ticks.clear()
-    coder.decode(coded.payload, coded.digests, "")
-    assert len(ticks) == coder.runs(encode=False) == 2 + len(tiny_bundle.manifest.schedule.steps)
+    coder.decode(coded.payload, coded.digests, "", area=area)
+    assert sum(ticks) == coder.runs(encode=False, area=area) == (2 + len(tiny_bundle.manifest.schedule.steps)) * windows
 
 
 def test_gray_comes_back_gray(codec):

@@ -20,15 +20,23 @@ def fuzz(tmp_path_factory):
     return fuzzing.fuzz_codec(tmp_path_factory.mktemp("fuzz"))
 
 
+@pytest.fixture(scope="module")
+def fuzz_windows(tmp_path_factory):
+    return fuzzing.fuzz_codec(tmp_path_factory.mktemp("fuzz-windows"), windowed=True)
+
+
 def seed(fuzz, tiles):
     _, corpus = fuzz
-    return next(s for s in corpus if s.container.header.tiles == tiles)
+    return next(s for s in corpus if s.container.header.sections == tiles)
 
 
-def test_corpus_round_trips(fuzz):
-    codec, corpus = fuzz
-    for item in corpus:
-        assert codec.decompress(item.data).shape == item.image.shape
+def test_corpus_round_trips(fuzz, fuzz_windows):
+    for codec, corpus in (fuzz, fuzz_windows):
+        for item in corpus:
+            assert codec.decompress(item.data).shape == item.image.shape
+    assert [s.container.header.sections for s in fuzz[1]] == [2, 4, 1, 3]
+    assert [(s.container.header.tile_rows, s.container.header.tile_cols, s.container.header.sections)
+            for s in fuzz_windows[1]] == [(1, 1, 1), (2, 1, 1), (1, 2, 1), (2, 2, 1)]
 
 
 def test_swapped_tiles_are_refused(fuzz):
@@ -37,7 +45,7 @@ def test_swapped_tiles_are_refused(fuzz):
     spans = fuzzing.section_spans(four.container)
     data = four.data
     swapped = data[: spans[1].start] + data[spans[2]] + data[spans[1]] + data[spans[2].stop :]
-    with pytest.raises(BitstreamError, match="tile 2 of 4 is corrupted or out of place"):
+    with pytest.raises(BitstreamError, match="section 2 of 4 is corrupted or out of place"):
         codec.decompress(swapped)
 
 
@@ -48,7 +56,7 @@ def test_a_tile_spliced_from_another_file_is_refused(fuzz):
     assert Container.from_bytes(other).header == four.container.header
     spans = fuzzing.section_spans(four.container)
     spliced = four.data[: spans[3].start] + other[fuzzing.section_spans(Container.from_bytes(other))[3]]
-    with pytest.raises(BitstreamError, match="tile 4 of 4 is corrupted or out of place"):
+    with pytest.raises(BitstreamError, match="section 4 of 4 is corrupted or out of place"):
         codec.decompress(spliced)
 
 
@@ -122,4 +130,12 @@ def test_altered_coded_data_with_valid_checks_is_refused(fuzz):
 @given(recipe=fuzzing.recipes(4))
 def test_fuzzed_files_are_refused_or_decode_to_the_right_image(fuzz, recipe):
     codec, corpus = fuzz
+    fuzzing.judge(codec, corpus, recipe, fuzzing.mutate(corpus, recipe))
+
+
+@settings(max_examples=600, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(recipe=fuzzing.recipes(4))
+def test_fuzzed_windowed_files_are_refused_or_decode_to_the_right_image(fuzz_windows, recipe):
+    codec, corpus = fuzz_windows
     fuzzing.judge(codec, corpus, recipe, fuzzing.mutate(corpus, recipe))

@@ -3,7 +3,8 @@ import pytest
 
 from licrt.runtime.errors import ImageError
 from licrt.runtime.manifest import Padding
-from licrt.runtime.tiling import DEFAULT_SHAPES, _cover, ImageArea, choose_grid, crop, extend_edges, image_area, pad
+from licrt.runtime.tiling import (DEFAULT_SHAPES, WINDOW_MARGIN, _cover, ImageArea, choose_grid, crop, extend_edges,
+                                  image_area, pad)
 
 BUCKETS = ((512, 768), (256, 256), (768, 512))
 
@@ -95,3 +96,40 @@ def test_no_grid_has_a_tile_beyond_the_image():
     assert _cover(500, 448, 256) == (448, 256) and _cover(200, 448, 256) == (256,)
     grid = choose_grid(300, 300, ((448, 448), (448, 256), (256, 448), (256, 256)))
     assert all(tile.rows.stop > tile.rows.start and tile.cols.stop > tile.cols.start for tile in grid.tiles())
+
+
+def kept(grid):
+    """How often each canvas pixel lies in a window's kept part, and the narrowest margin any window has."""
+    count, margin = np.zeros(grid.canvas, int), grid.canvas[0]
+    for window in grid.windows():
+        (top, bottom), (left, right) = window.keep_rows, window.keep_cols
+        count[top:bottom, left:right] += 1
+        assert window.top <= top < bottom <= window.top + window.shape[0]
+        assert window.left <= left < right <= window.left + window.shape[1]
+        inner = [top - window.top if top else None, window.top + window.shape[0] - bottom if bottom < grid.canvas[0]
+                 else None, left - window.left if left else None,
+                 window.left + window.shape[1] - right if right < grid.canvas[1] else None]
+        margin = min([margin, *(m for m in inner if m is not None)])
+    return count, margin
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_windows_keep_every_canvas_pixel_once_away_from_their_edges(seed):
+    rng = np.random.default_rng(seed)
+    for height, width in rng.integers(100, 4000, (30, 2)):
+        grid = choose_grid(int(height), int(width), DEFAULT_SHAPES, 2 * WINDOW_MARGIN)
+        count, margin = kept(grid)
+        assert np.all(count == 1)
+        assert grid.canvas[0] >= height and grid.canvas[1] >= width
+        assert margin >= WINDOW_MARGIN or grid.rows * grid.cols == 1
+        windows = list(grid.windows())
+        assert all(DEFAULT_SHAPES[w.bucket] == w.shape and w.top % 64 == 0 and w.left % 64 == 0 for w in windows)
+        # kept parts meet between whole ŷ latents (16 pixels); a ẑ latent (64) the border cuts goes to the later
+        assert all(edge % 16 == 0 for w in windows for edge in (*w.keep_rows, *w.keep_cols))
+
+
+def test_windows_overlap_and_one_window_is_the_tile():
+    grid = choose_grid(520, 776, DEFAULT_SHAPES, 2 * WINDOW_MARGIN)
+    assert grid.windowed and grid.canvas == (576, 832) and (grid.rows, grid.cols) == (2, 2)
+    assert choose_grid(512, 768, DEFAULT_SHAPES, 2 * WINDOW_MARGIN).canvas == (512, 768)  # Kodak: one window
+    assert _cover(500, 448, 256, 64) == (448, 256) and _cover(400, 448, 256, 64) is None
