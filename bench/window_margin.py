@@ -81,9 +81,10 @@ def main() -> None:
         for margin, grid in grids.items():
             windowed_bits, decoded, windowed_symbols = code(codec, grid, x, level)
             seams = seam_statistic(decoded, image, *grid.borders())
+            windowed_psnr = psnr(image, decoded)
             rows[f"margin {margin}"] = {
-                "bpp": windowed_bits / image[..., 0].size, "psnr_db": psnr(image, decoded),
-                "bits_vs_whole": windowed_bits / bits - 1, "psnr_vs_whole_db": psnr(image, decoded) - psnr(image, pixels),
+                "bpp": windowed_bits / image[..., 0].size, "psnr_db": windowed_psnr,
+                "bits_vs_whole": windowed_bits / bits - 1, "psnr_vs_whole_db": windowed_psnr - rows["whole"]["psnr_db"],
                 "seam_ratio": seams["decoded"]["ratio"], "original_seam_ratio": seams["original"]["ratio"],
                 "symbols_differing": float(np.mean(windowed_symbols != symbols)),
                 "processed_vs_image_pixels": grid.coded_pixels / image[..., 0].size,
@@ -94,7 +95,7 @@ def main() -> None:
     means = {way: {key: statistics.fmean(r[way][key] for r in per_image.values())
                    for key, value in first.items() if not isinstance(value, str)}
              for way, first in next(iter(per_image.values())).items()}
-    for margin, grid in grids.items():
+    for margin in grids:
         means[f"margin {margin}"]["windows"] = next(iter(per_image.values()))[f"margin {margin}"]["windows"]
     save_report("window_margin.py", None, args.out, bundle=args.bundle or "default", quality=args.quality,
                 means=means, per_image=per_image)

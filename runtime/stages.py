@@ -102,7 +102,7 @@ class WindowedStages:
     def run(self, stage: str, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run a stage over the canvas, window by window; its outputs are finite (else :class:`BackendError`)."""
         stitched: dict[str, np.ndarray | PerWindow] = {}
-        for index, (window, stages) in enumerate(zip(self.windows, self._stages)):
+        for index, (window, stages) in enumerate(zip(self.windows, self._stages, strict=True)):
             window_feed = {}
             for name, array in feed.items():
                 if isinstance(array, PerWindow):

@@ -116,8 +116,8 @@ class TileGrid:
     def windows(self) -> Iterator[Window]:
         """Every window, row-major."""
         buckets = iter(self.buckets)
-        for height, (top, *keep_rows) in zip(self.row_heights, _spans(self.row_heights, self.overlap)):
-            for width, (left, *keep_cols) in zip(self.col_widths, _spans(self.col_widths, self.overlap)):
+        for height, (top, *keep_rows) in zip(self.row_heights, _spans(self.row_heights, self.overlap), strict=True):
+            for width, (left, *keep_cols) in zip(self.col_widths, _spans(self.col_widths, self.overlap), strict=True):
                 yield Window(top, left, (height, width), next(buckets), tuple(keep_rows), tuple(keep_cols))
 
     @property
