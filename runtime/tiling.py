@@ -37,6 +37,10 @@ MAX_TILES_PER_SIDE = 2**16 - 1
 #: multiple of the image stride's half, and where running the stages window by window comes close to one run over
 #: the whole image (bench/results/window-margin.json).
 WINDOW_MARGIN = 32
+#: The largest window a grid of several windows uses (pixels): larger ones run slower per pixel and hold more
+#: memory (a 12 MP photo in 1920x1088 windows: 2.8 s/MP and 2.3 GiB; in 512x768 windows: 2.5 s/MP and 1.3 GiB,
+#: as many pixels processed). An image one bucket holds is one window of any size.
+MAX_WINDOW_PIXELS = 512 * 768
 #: What one more tile weighs against padded pixels when a grid is chosen (a 128² square): a tile's borders
 #: cost bits (its context and hyperprior start afresh) and its stage graphs a fixed time.
 TILE_COST = 128 * 128
@@ -175,9 +179,10 @@ def choose_grid(height: int, width: int, bucket_shapes: tuple[tuple[int, int], .
     :data:`TILE_COST` more (so an image a bucket holds well stays one).
 
     Rows are some of one height and a last row of another (or the same) height, columns likewise, each
-    overlapping the previous by ``overlap`` (0: tiles side by side; windows: ``2 * WINDOW_MARGIN``);
-    every shape a grid uses must be a bucket (one bucket's shape alone always qualifies). Encoder and
-    decoder both derive the grid from the image size and the bucket shapes.
+    overlapping the previous by ``overlap`` (0: tiles side by side; windows: ``2 * WINDOW_MARGIN``, of at most
+    :data:`MAX_WINDOW_PIXELS` where there are several); every shape a grid uses must be a bucket (one
+    bucket's shape alone always qualifies). Encoder and decoder both derive the grid from the image size and
+    the bucket shapes.
 
     Raises:
         ImageError: the image is empty or would need more tiles than the
@@ -195,6 +200,8 @@ def choose_grid(height: int, width: int, bucket_shapes: tuple[tuple[int, int], .
         if any((h, w) not in index for h in set(row_heights) for w in set(col_widths)):
             continue
         tiles = len(row_heights) * len(col_widths)
+        if overlap and tiles > 1 and max(row_heights) * max(col_widths) > MAX_WINDOW_PIXELS:
+            continue
         cost = (sum(row_heights) * sum(col_widths) + TILE_COST * tiles, tiles)
         if best is None or cost < best[0]:
             best = cost, row_heights, col_widths
