@@ -81,7 +81,7 @@ class Codec:
         self.guard = guard
         self._stages: dict[tuple[int, int], BucketStages] = {}
         self._coders: dict[tuple[int, int | TileGrid], TileCoder] = {}
-        self._overlap = 2 * WINDOW_MARGIN if windows_fit(bundle) else 0
+        self._overlap = grid_overlap(bundle)
 
     @classmethod
     def open(
@@ -140,8 +140,7 @@ class Codec:
                                   padding), self._coder(level, tile.bucket)) for tile in grid.tiles()]
 
     def grid(self, height: int, width: int, what: str = "the image") -> TileGrid:
-        """The grid an image of height × width is coded on: windows, or tiles for a codec with a raster pass
-        (see :func:`windows_fit`).
+        """The grid an image of height × width is coded on: windows, or tiles (see :func:`grid_overlap`).
 
         Raises:
             LimitError: the image is over the limits (``what`` names it).
@@ -184,8 +183,7 @@ class Codec:
         with _progress(grid, tiles, progress, "compress", encode=True):
             for tile, area, coder in tiles:
                 padded = pad(pixels[tile.rows, tile.cols], *tile.shape, padding)
-                x = (padded.transpose(2, 0, 1)[None] / np.float32(255)).astype(np.float32)
-                coded = coder.encode(x, area)
+                coded = coder.encode(padded.transpose(2, 0, 1)[None] / np.float32(255), area)  # float32
                 sections.append(TileSection(coded.payload, coded.digests))
         header = Header(
             contract=self.bundle.contract,
@@ -231,11 +229,12 @@ class Codec:
         image = np.empty((grid.height, grid.width, 1 if header.gray else 3), dtype=np.uint8)
         padding = self.bundle.manifest.padding
         for tile, coded in self._decode_tiles(container, grid, progress, reconstruct=True, estimate=False):
-            x_hat = np.clip(coded.x_hat[0], 0.0, 1.0)
+            x_hat = np.clip(coded.x_hat[0], 0.0, 1.0)  # one float copy of the image, worked on in place
             if header.gray:
                 x_hat = x_hat.mean(axis=0, keepdims=True)
+            x_hat *= 255
+            pixels = np.rint(x_hat, out=x_hat).astype(np.uint8).transpose(1, 2, 0)
             rows, cols = tile.rows, tile.cols
-            pixels = np.rint(x_hat * 255).astype(np.uint8).transpose(1, 2, 0)
             image[rows, cols] = crop(pixels, rows.stop - rows.start, cols.stop - cols.start, padding)
         return Photo(image[..., 0] if header.gray else image, header.icc_profile)
 
@@ -327,12 +326,14 @@ class Codec:
                 yield tile, coded
 
 
-def windows_fit(bundle: Bundle) -> bool:
-    """Whether the bundle codes images in windows (else tiles): no raster pass (it runs position by position on
-    one graph's held inputs), and every bucket side at least twice the windows' overlap, so that a window in the
-    middle of a grid keeps at least half of what it covers."""
+def grid_overlap(bundle: Bundle) -> int:
+    """How much neighbouring parts of a bundle's grids overlap: twice :data:`WINDOW_MARGIN` where it codes images
+    in windows, 0 where in tiles. Windows need a codec without a raster pass (it runs position by position on
+    one graph's held inputs) and every bucket side at least twice the overlap, so that a window in the middle of
+    a grid keeps at least half of what it covers."""
     raster = any(step.raster for step in bundle.manifest.schedule.steps)
-    return not raster and min(min(shape) for shape in bundle.bucket_shapes) >= 4 * WINDOW_MARGIN
+    fits = min(min(shape) for shape in bundle.bucket_shapes) >= 4 * WINDOW_MARGIN
+    return 2 * WINDOW_MARGIN if fits and not raster else 0
 
 
 @contextmanager

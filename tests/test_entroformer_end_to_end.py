@@ -82,3 +82,19 @@ def test_odd_sizes_code_only_the_image_and_match_the_reference(exported):
     data = (folder / "house.lic").read_bytes()
     estimate = sum(reference.bits) / 8
     assert abs(len(data) - Container.from_bytes(data).framing - estimate) <= 0.03 * estimate + 8
+
+
+def test_an_image_larger_than_the_bucket_repeats_byte_for_byte_and_comes_back_at_its_size(exported):
+    """300x300 in 256x256 buckets: 2x2 windows of the whole image (parallel), 2x2 tiles (serial: a raster pass
+    runs on one graph's held inputs)."""
+    codec_id, folder = exported
+    image = np.pad(load_image("parrots_256x256.png"), ((0, 44), (0, 44), (0, 0)), mode="reflect")
+    Image.fromarray(image).save(folder / "large.png")
+    for name in ("large.lic", "large-again.lic"):
+        run("licrt.runtime.cli", "compress", "large.png", name, "--bundle", "bundle", cwd=folder)
+    data = (folder / "large.lic").read_bytes()
+    assert data == (folder / "large-again.lic").read_bytes()
+    header = Container.from_bytes(data).header
+    assert (header.tile_rows, header.tile_cols, header.windowed) == (2, 2, codec_id == "entroformer")
+    run("licrt.runtime.cli", "decompress", "large.lic", "large-out.png", "--bundle", "bundle", cwd=folder)
+    assert np.asarray(Image.open(folder / "large-out.png")).shape == (300, 300, 3)

@@ -43,8 +43,8 @@ def test_two_windows_code_what_one_run_over_the_image_codes(default_codec):
     bits, pixels, symbols = code(default_codec, whole, image)
     windowed_bits, windowed_pixels, windowed_symbols = code(default_codec, windows, image)
     assert np.mean(symbols == windowed_symbols) > 0.95  # 0.968 measured
-    assert abs(windowed_bits / bits - 1) < 0.01  # −0.35 %
-    assert abs(psnr(image, windowed_pixels) - psnr(image, pixels)) < 0.05  # −0.022 dB
+    assert abs(windowed_bits / bits - 1) < 0.01  # −0.35 %; tiles side by side, one entropy coding: +1.05 %
+    assert abs(psnr(image, windowed_pixels) - psnr(image, pixels)) < 0.05  # −0.022 dB; tiles: −0.063 dB
     # no seam where the windows' kept parts meet (column 224): the jump there is like its neighbours'
     jumps = np.abs(np.diff(windowed_pixels.astype(float), axis=1)).mean(axis=(0, 2))
-    assert jumps[223] < 1.25 * np.median(jumps[200:248])  # 1.08 measured
+    assert jumps[223] < 1.15 * np.median(jumps[200:248])  # 1.08 measured; tiles side by side: 1.19
