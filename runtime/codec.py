@@ -14,6 +14,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import BinaryIO
 
@@ -27,7 +28,7 @@ from .errors import BitstreamError, ImageError, LicrtError
 from .images import Photo, read_photo
 from .limits import Limits
 from .scheduler import TileCoder
-from .stages import BucketStages, WindowedStages
+from .stages import BucketStages, Pixels, WindowedStages
 from .tiling import WINDOW_MARGIN, ImageArea, Tile, TileGrid, choose_grid, crop, image_area, pad
 
 #: Ends the profile a file records when it was encoded without the guard.
@@ -183,7 +184,7 @@ class Codec:
         with _progress(grid, tiles, progress, "compress", encode=True):
             for tile, area, coder in tiles:
                 padded = pad(pixels[tile.rows, tile.cols], *tile.shape, padding)
-                coded = coder.encode(padded.transpose(2, 0, 1)[None] / np.float32(255), area)  # float32
+                coded = coder.encode(Pixels(padded), area)
                 sections.append(TileSection(coded.payload, coded.digests))
         header = Header(
             contract=self.bundle.contract,
@@ -228,13 +229,10 @@ class Codec:
         # Pages of the image are committed as tiles are written into it.
         image = np.empty((grid.height, grid.width, 1 if header.gray else 3), dtype=np.uint8)
         padding = self.bundle.manifest.padding
-        for tile, coded in self._decode_tiles(container, grid, progress, reconstruct=True, estimate=False):
-            x_hat = np.clip(coded.x_hat[0], 0.0, 1.0)  # one float copy of the image, worked on in place
-            if header.gray:
-                x_hat = x_hat.mean(axis=0, keepdims=True)
-            x_hat *= 255
-            pixels = np.rint(x_hat, out=x_hat).astype(np.uint8).transpose(1, 2, 0)
+        for tile, coded in self._decode_tiles(container, grid, progress, reconstruct=True, estimate=False,
+                                              to_pixels=partial(_to_pixels, gray=header.gray)):
             rows, cols = tile.rows, tile.cols
+            pixels = coded.x_hat[0].transpose(1, 2, 0)
             image[rows, cols] = crop(pixels, rows.stop - rows.start, cols.stop - cols.start, padding)
         return Photo(image[..., 0] if header.gray else image, header.icc_profile)
 
@@ -299,7 +297,7 @@ class Codec:
         return Container.from_bytes(data, header, max_payload=max_payload), grid
 
     def _decode_tiles(self, container: Container, grid: TileGrid, progress: bool, reconstruct: bool,
-                      estimate: bool):
+                      estimate: bool, to_pixels=None):
         """Yield (tile, its decoding) for every tile, row-major (see :meth:`TileCoder.decode`)."""
         encoder, decoder = container.header.profile, self.backend.profile
         epsilon = self.bundle.manifest.guard_epsilon
@@ -318,12 +316,22 @@ class Codec:
         with _progress(grid, tiles, progress, "decompress", encode=False, reconstruct=reconstruct):
             for index, ((tile, area, coder), section) in enumerate(zip(tiles, container.sections, strict=True)):
                 try:
-                    coded = coder.decode(section.payload, section.digests, note, reconstruct, area, estimate)
+                    coded = coder.decode(section.payload, section.digests, note, reconstruct, area, estimate,
+                                         to_pixels)
                 except BitstreamError as exc:
                     if grid.windowed:
                         raise
                     raise type(exc)(f"tile {index + 1} of {len(tiles)}: {exc}") from None
                 yield tile, coded
+
+
+def _to_pixels(x_hat: np.ndarray, gray: bool) -> np.ndarray:
+    """(1, 3, h, w) reconstructed floats as (1, C, h, w) uint8: RGB, or gray as the channels' mean."""
+    x_hat = np.clip(x_hat, 0.0, 1.0)
+    if gray:
+        x_hat = x_hat.mean(axis=1, keepdims=True)
+    x_hat *= 255
+    return np.rint(x_hat, out=x_hat).astype(np.uint8)
 
 
 def grid_overlap(bundle: Bundle) -> int:

@@ -38,7 +38,7 @@ from .entropy import UndecodableError, max_coded_bytes
 from .guard import decode_side_stream, encode_side_stream, max_side_stream_bytes, side_stream_bits
 from .latent_coding import latent_coding
 from .errors import BackendError, BitstreamError
-from .stages import BucketStages, WindowedStages, check_finite
+from .stages import BucketStages, Convert, Pixels, WindowedStages, check_finite
 from .schedule import RASTER_POSITION, RASTER_ROW_INDEX
 from .tiling import ImageArea, extend_edges
 
@@ -71,7 +71,7 @@ class CodedTile:
     digests: tuple[int, ...]
     #: Every pass, ẑ first, then each schedule step.
     passes: list[CodedPass] = field(repr=False)
-    #: Reconstruction (1, 3, H, W) float32, set by decoding.
+    #: Reconstruction (1, 3, H, W) float32 (or what the decoder's ``to_pixels`` made of it), set by decoding.
     x_hat: np.ndarray | None = field(default=None, repr=False)
 
 
@@ -171,8 +171,8 @@ class TileCoder:
             )
         return self._layouts[area]
 
-    def _run(self, stage: str, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        outputs = self.stages.run(stage, feed)
+    def _run(self, stage: str, feed: dict, convert: Convert | None = None) -> dict[str, np.ndarray]:
+        outputs = self.stages.run(stage, feed, convert)
         self._ran(self.stages.runs)
         return outputs
 
@@ -311,9 +311,9 @@ class TileCoder:
         coded = CodedPass("z", z_symbols, np.empty(0, np.int32), bits)
         return coded, z_hat
 
-    def encode(self, x: np.ndarray, area: ImageArea | None = None, estimate: bool = False) -> CodedTile:
-        """Encode one padded tile, (1, 3, H, W) float32 in [0, 1], whose image lies in ``area`` (None: the
-        whole tile); with ``estimate``, each pass's bits under the coding tables too."""
+    def encode(self, x: np.ndarray | Pixels, area: ImageArea | None = None, estimate: bool = False) -> CodedTile:
+        """Encode one padded tile, (1, 3, H, W) float32 in [0, 1] or its :class:`Pixels`, whose image lies in
+        ``area`` (None: the whole tile); with ``estimate``, each pass's bits under the coding tables too."""
         layout = self._layout(area)
         y = self._run("g_a", {"x": x})["y"]
         z = self._run("h_a", {"y": y})["z"]
@@ -332,7 +332,7 @@ class TileCoder:
 
     def decode(
         self, payload: bytes, digests: tuple[int, ...], profile_note: str, reconstruct: bool = True,
-        area: ImageArea | None = None, estimate: bool = False,
+        area: ImageArea | None = None, estimate: bool = False, to_pixels: Convert | None = None,
     ) -> CodedTile:
         """Decode one tile whose bytes passed the container's checks.
 
@@ -343,6 +343,8 @@ class TileCoder:
                 and decode the file).
             reconstruct: Run g_s for the pixels; without it only the symbols.
             estimate: Estimate each pass's bits under the coding tables (:attr:`CodedPass.bits`).
+            to_pixels: What the reconstruction is turned into, part by part as g_s makes it (default: kept
+                as floats).
 
         Raises:
             DivergenceError: the symbols or decisions of a pass after ẑ differ
@@ -394,6 +396,7 @@ class TileCoder:
         if _bytes(echo) != payload:
             raise BitstreamError("a tile is corrupted: its coded data is not what the encoder writes for the "
                                  "symbols it decodes to (forged or altered)")
-        x_hat = self._run("g_s", {"y_hat": extend_edges(state["y_hat"], layout.y_coded)})["x_hat"] if reconstruct \
-            else None
+        x_hat = None
+        if reconstruct:
+            x_hat = self._run("g_s", {"y_hat": extend_edges(state["y_hat"], layout.y_coded)}, to_pixels)["x_hat"]
         return CodedTile(payload, digests, passes, x_hat)

@@ -19,6 +19,21 @@ from .tiling import TileGrid
 Shapes = dict[str, dict[str, tuple[int, ...]]]
 
 
+class Pixels:
+    """An (H, W, C) uint8 image that a graph takes as (1, C, H, W) float32 in [0, 1], converted only where a
+    window cuts it (the whole image as floats would take four times its bytes)."""
+
+    def __init__(self, image: np.ndarray):
+        self.image = image
+
+    def cut(self, rows: slice = slice(None), cols: slice = slice(None)) -> np.ndarray:
+        return np.ascontiguousarray(self.image[rows, cols].transpose(2, 0, 1)[None] / np.float32(255))
+
+
+#: Turns (part of) a stage output into what is kept of it, e.g. reconstructed floats into pixels.
+Convert = Callable[[np.ndarray], np.ndarray]
+
+
 def check_finite(stage: str, outputs: dict[str, np.ndarray]) -> None:
     for name, array in outputs.items():
         if not np.all(np.isfinite(array)):
@@ -46,11 +61,13 @@ class BucketStages:
             self._runners[stage] = self.backend.load(self.bundle, stage, self.bucket.stages[stage])
         return self._runners[stage]
 
-    def run(self, stage: str, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Run a stage's graph; its outputs are finite (else :class:`BackendError`)."""
-        outputs = self.runner(stage).run(feed)
+    def run(self, stage: str, feed: dict[str, np.ndarray | Pixels], convert: Convert | None = None
+            ) -> dict[str, np.ndarray]:
+        """Run a stage's graph; its outputs are finite (else :class:`BackendError`), then converted."""
+        outputs = self.runner(stage).run({name: value.cut() if isinstance(value, Pixels) else value
+                                          for name, value in feed.items()})
         check_finite(stage, outputs)
-        return outputs
+        return outputs if convert is None else {name: convert(array) for name, array in outputs.items()}
 
 
 class PerWindow(list):
@@ -99,14 +116,20 @@ class WindowedStages:
     def runner(self, stage: str) -> StageRunner:
         raise BackendError(f"stage {stage} is a raster pass, which cannot run window by window")
 
-    def run(self, stage: str, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Run a stage over the canvas, window by window; its outputs are finite (else :class:`BackendError`)."""
+    def run(self, stage: str, feed: dict[str, np.ndarray | Pixels | PerWindow], convert: Convert | None = None
+            ) -> dict[str, np.ndarray | PerWindow]:
+        """Run a stage over the canvas, window by window; its outputs are finite (else :class:`BackendError`),
+        and each window's kept part of a map is converted before it is stitched."""
         stitched: dict[str, np.ndarray | PerWindow] = {}
         for index, (window, stages) in enumerate(zip(self.windows, self._stages, strict=True)):
             window_feed = {}
             for name, array in feed.items():
                 if isinstance(array, PerWindow):
                     window_feed[name] = array[index]
+                    continue
+                if isinstance(array, Pixels):
+                    window_feed[name] = array.cut(slice(window.top, window.top + window.shape[0]),
+                                                  slice(window.left, window.left + window.shape[1]))
                     continue
                 stride = self.canvas[0] // array.shape[2]
                 window_feed[name] = np.ascontiguousarray(array[
@@ -117,16 +140,16 @@ class WindowedStages:
                     stitched.setdefault(name, PerWindow()).append(array)
                     continue
                 stride = window.shape[0] // array.shape[2]
-                if name not in stitched:
-                    stitched[name] = np.empty((*array.shape[:2], self.canvas[0] // stride,
-                                               self.canvas[1] // stride), array.dtype)
                 rows, cols = (slice(start // stride, stop // stride) for start, stop in (window.keep_rows,
                                                                                         window.keep_cols))
-                stitched[name][..., rows, cols] = array[..., rows.start - window.top // stride :
-                                                        rows.stop - window.top // stride,
-                                                        cols.start - window.left // stride :
-                                                        cols.stop - window.left // stride]
+                kept = array[..., rows.start - window.top // stride : rows.stop - window.top // stride,
+                             cols.start - window.left // stride : cols.stop - window.left // stride]
+                kept = kept if convert is None else convert(kept)
+                if name not in stitched:
+                    stitched[name] = np.empty((*kept.shape[:2], self.canvas[0] // stride, self.canvas[1] // stride),
+                                              kept.dtype)
+                stitched[name][..., rows, cols] = kept
         return stitched
 
 
-__all__ = ["BucketStages", "PerWindow", "WindowedStages", "check_finite"]
+__all__ = ["BucketStages", "Convert", "PerWindow", "Pixels", "WindowedStages", "check_finite"]
