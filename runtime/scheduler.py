@@ -77,6 +77,21 @@ class CodedTile:
 
 #: Layouts a coder keeps (one per place an image's edge falls in a tile).
 MAX_LAYOUTS = 64
+#: Latent rows of a pass coded as one batch: what bounds the coding's temporaries on a large image (an image up
+#: to 512 pixels tall is one batch).
+BAND_ROWS = 32
+
+
+def _bands(mask: np.ndarray) -> list[np.ndarray]:
+    """A pass's (h, w) mask of positions as masks of bands of at most :data:`BAND_ROWS` rows, top to bottom
+    (the empty mask stays one batch)."""
+    bands = []
+    for top in range(0, mask.shape[0], BAND_ROWS):
+        band = np.zeros_like(mask)
+        band[top : top + BAND_ROWS] = mask[top : top + BAND_ROWS]
+        if band.any():
+            bands.append(band)
+    return bands or [mask]
 
 
 @dataclass(frozen=True)
@@ -228,9 +243,9 @@ class TileCoder:
             if not step.raster:
                 outputs = self._run(step.name, {name: state[name] for name in step.reads})
                 state.update({name: outputs[name] for name in step.writes})
-                mask = layout.masks[step.name]
-                decide({name: outputs[name][0][:, mask] for name in self.schedule.parameters},
-                       (slice(start, stop), mask))
+                for band in _bands(layout.masks[step.name]):
+                    decide({name: outputs[name][0][:, band] for name in self.schedule.parameters},
+                           (slice(start, stop), band))
             else:
                 self._raster(step, layout.masks[step.name], state, decide)
             if walk.pinned is None:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 import numpy as np
 
 from .backends.base import Backend, StageRunner
+from .bundle import Bundle
 from .errors import BackendError
 from .manifest import Bucket
 from .tiling import TileGrid
@@ -35,6 +36,7 @@ Convert = Callable[[np.ndarray], np.ndarray]
 
 
 def check_finite(stage: str, outputs: dict[str, np.ndarray]) -> None:
+    """Raise :class:`BackendError` if a stage's output holds a NaN or an infinity."""
     for name, array in outputs.items():
         if not np.all(np.isfinite(array)):
             raise BackendError(f"stage {stage} produced non-finite values in {name!r}")
@@ -47,7 +49,7 @@ class BucketStages:
     #: Graph runs per stage run.
     runs = 1
 
-    def __init__(self, bundle, bucket: Bucket, backend: Backend):
+    def __init__(self, bundle: Bundle, bucket: Bucket, backend: Backend):
         self.bundle = bundle
         self.bucket = bucket
         self.backend = backend

@@ -125,17 +125,18 @@ def test_altered_coded_data_with_valid_checks_is_refused(fuzz):
     assert not isinstance(error.value, DivergenceError)  # ẑ depends on no float: no backend is to blame
 
 
-@settings(max_examples=3000, deadline=None, derandomize=True, database=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+#: How the fuzz tests run: the same examples on every run, none remembered between runs.
+FUZZING = settings(deadline=None, derandomize=True, database=None,
+                   suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+
+@settings(FUZZING, max_examples=3000)
 @given(recipe=fuzzing.recipes(4))
 def test_fuzzed_files_are_refused_or_decode_to_the_right_image(fuzz, recipe):
-    codec, corpus = fuzz
-    fuzzing.judge(codec, corpus, recipe, fuzzing.mutate(corpus, recipe))
+    fuzzing.judge(*fuzz, recipe, fuzzing.mutate(fuzz[1], recipe))
 
 
-@settings(max_examples=600, deadline=None, derandomize=True, database=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(FUZZING, max_examples=600)
 @given(recipe=fuzzing.recipes(4))
 def test_fuzzed_windowed_files_are_refused_or_decode_to_the_right_image(fuzz_windows, recipe):
-    codec, corpus = fuzz_windows
-    fuzzing.judge(codec, corpus, recipe, fuzzing.mutate(corpus, recipe))
+    fuzzing.judge(*fuzz_windows, recipe, fuzzing.mutate(fuzz_windows[1], recipe))
