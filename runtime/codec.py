@@ -28,7 +28,7 @@ from .errors import BitstreamError, ImageError, LicrtError
 from .images import Photo, read_photo
 from .limits import Limits
 from .scheduler import TileCoder
-from .stages import BucketStages, Pixels, WindowedStages
+from .stages import BucketStages, Convert, Pixels, WindowedStages
 from .tiling import WINDOW_MARGIN, ImageArea, Tile, TileGrid, choose_grid, crop, image_area, pad
 
 #: Ends the profile a file records when it was encoded without the guard.
@@ -274,7 +274,7 @@ class Codec:
         grid = self.grid(header.height, header.width, "the file's image")
         if (grid.bucket, grid.rows, grid.cols, grid.windowed) != (header.bucket, header.tile_rows, header.tile_cols,
                                                                   header.windowed):
-            raise BitstreamError("the file's tile layout does not match its image size")
+            raise BitstreamError("the file's grid of tiles or windows does not match its image size")
         return grid
 
     def _open_container(self, data: bytes | str | Path) -> tuple[Container, TileGrid]:
@@ -297,7 +297,7 @@ class Codec:
         return Container.from_bytes(data, header, max_payload=max_payload), grid
 
     def _decode_tiles(self, container: Container, grid: TileGrid, progress: bool, reconstruct: bool,
-                      estimate: bool, to_pixels=None):
+                      estimate: bool, to_pixels: Convert | None = None):
         """Yield (tile, its decoding) for every tile, row-major (see :meth:`TileCoder.decode`)."""
         encoder, decoder = container.header.profile, self.backend.profile
         epsilon = self.bundle.manifest.guard_epsilon

@@ -1,4 +1,5 @@
-"""The generic coding scheduler: one tile through a bundle's stages and schedule.
+"""The generic coding scheduler: one tile, or a whole image window by window (:mod:`.stages`), through a
+bundle's stages and schedule.
 
 Encoding and decoding run the *same* graphs in the *same* order on the same
 inputs; the encoder builds ŷ exactly as the decoder will (symbol + μ, in

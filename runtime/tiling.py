@@ -5,7 +5,7 @@ processes the fewest pixels (:func:`choose_grid`), in one of two ways:
 
 * **Windows** (codecs without a raster pass): the image is padded to the
   grid's canvas and coded as one, every stage graph run window by window over
-  the whole canvas (:mod:`licrt.runtime.windows`). Neighbouring windows
+  the whole canvas (:mod:`licrt.runtime.stages`). Neighbouring windows
   overlap by twice :data:`WINDOW_MARGIN`; each keeps its part of the
   outputs, away from the edges its graphs zero-pad. Latents, entropy
   parameters and pixels are those of the whole image: no seams, no context
