@@ -83,16 +83,14 @@ MAX_LAYOUTS = 64
 BAND_ROWS = 32
 
 
-def _bands(mask: np.ndarray) -> list[np.ndarray]:
-    """A pass's (h, w) mask of positions as masks of bands of at most :data:`BAND_ROWS` rows, top to bottom
-    (the empty mask stays one batch)."""
-    bands = []
-    for top in range(0, mask.shape[0], BAND_ROWS):
-        band = np.zeros_like(mask)
-        band[top : top + BAND_ROWS] = mask[top : top + BAND_ROWS]
-        if band.any():
-            bands.append(band)
-    return bands or [mask]
+def _bands(mask: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """A pass's (h, w) mask of positions as (rows, columns) index arrays of bands of at most
+    :data:`BAND_ROWS` rows, top to bottom, each in the mask's row-major order (the empty mask stays one batch).
+    Index arrays, not a mask per band: picking a band costs its positions, not the whole map."""
+    rows, cols = np.nonzero(mask)
+    cuts = np.searchsorted(rows, np.arange(BAND_ROWS, mask.shape[0], BAND_ROWS))
+    bands = [(r, c) for r, c in zip(np.split(rows, cuts), np.split(cols, cuts), strict=True) if r.size]
+    return bands or [(rows, cols)]
 
 
 @dataclass(frozen=True)
@@ -244,9 +242,9 @@ class TileCoder:
             if not step.raster:
                 outputs = self._run(step.name, {name: state[name] for name in step.reads})
                 state.update({name: outputs[name] for name in step.writes})
-                for band in _bands(layout.masks[step.name]):
-                    decide({name: outputs[name][0][:, band] for name in self.schedule.parameters},
-                           (slice(start, stop), band))
+                for rows, cols in _bands(layout.masks[step.name]):
+                    decide({name: outputs[name][0][:, rows, cols] for name in self.schedule.parameters},
+                           (slice(start, stop), rows, cols))
             else:
                 self._raster(step, layout.masks[step.name], state, decide)
             if walk.pinned is None:
