@@ -41,7 +41,7 @@ def forged_file(codec: Codec, side: int) -> bytes:
     grid = choose_grid(side, side, codec.bundle.bucket_shapes, grid_overlap(codec.bundle))
     passes = 1 + len(codec.bundle.manifest.schedule.steps)
     header = Header(codec.bundle.contract, codec.backend.profile, side, side, grid.bucket, grid.rows, grid.cols,
-                    passes, windowed=grid.windowed)
+                    passes, windowed=grid.windowed, regions=grid.region_grid)
     section = TileSection(bytes(4), (0,) * passes)
     return Container(header, (section,) * header.sections).to_bytes()
 

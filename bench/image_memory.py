@@ -2,8 +2,10 @@
 compress and during decompress, per pixel, with the stage graphs already loaded (their sessions' memory is
 the backend's, measured as resident memory by ``any_size.py`` and ``tile_memory.py``).
 
-Coding an image as one, window by window, holds its latents, hyper features and entropy parameters whole:
-this is what grows with the image, where the graphs' activations stay bounded by the largest window.
+A coder holds one region's latents, hyper features, entropy parameters and symbols at a time, and the decoder
+a band of ŷ across the image a region high: up to a region's size (``--max-region-pixels``, 16 MP) this grows
+with the image, past it only with its pixels and its width, where the graphs' activations stay bounded by the
+largest window.
 
 Images are named as in ``any_size.py`` (``PATH``, ``PATH@HxW``, ``PATH^HxW``).
 
@@ -41,6 +43,7 @@ def measure(codec: Codec, spec: str) -> dict:
     pixels = height * width
     return {"image": spec.split("/")[-1], "height": height, "width": width,
             "layout": "windows" if grid.windowed else "tiles", "parts": grid.rows * grid.cols,
+            "regions": list(grid.region_grid),
             "compress_peak_mib": compress_peak / 2**20, "decompress_peak_mib": decompress_peak / 2**20,
             "compress_bytes_per_pixel": compress_peak / pixels, "decompress_bytes_per_pixel": decompress_peak / pixels}
 

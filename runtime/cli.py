@@ -48,7 +48,8 @@ def _open_codec(args):
     from .codec import Codec
     from .limits import Limits
 
-    return Codec.open(args.bundle, backend=args.backend, limits=Limits(args.max_pixels, args.max_tiles),
+    limits = Limits(args.max_pixels, args.max_tiles, args.max_region_pixels)
+    return Codec.open(args.bundle, backend=args.backend, limits=limits,
                       guard=not getattr(args, "no_guard", False))
 
 
@@ -89,7 +90,9 @@ def info(args) -> None:
             ("size", f"{size:,} bytes, {8 * size / (header.height * header.width):.4f} bpp"),
             ("image", f"{header.width}x{header.height} {'gray' if header.gray else 'RGB'}"
                       + (f", ICC profile {len(header.icc_profile):,} bytes" if header.icc_profile else "")),
-            ("grid", f"{header.tile_rows}x{header.tile_cols} {'windows' if header.windowed else 'tiles'}"),
+            ("grid", f"{header.tile_rows}x{header.tile_cols} {'windows' if header.windowed else 'tiles'}"
+                     + (f", entropy path in {header.regions[0]}x{header.regions[1]} regions"
+                        if header.windowed and header.sections > 1 else "")),
             ("coding contract", header.contract.hex()),
             ("encoder profile", header.profile),
         ]
@@ -111,7 +114,9 @@ def info(args) -> None:
         layout = (f"{grid.rows}x{grid.cols} {'windows' if grid.windowed else 'tiles'}, rows "
                   f"{'+'.join(map(str, grid.row_heights))} by columns {'+'.join(map(str, grid.col_widths))} pixels"
                   + (f" overlapping by {grid.overlap}" if grid.windowed else "")
-                  + f" ({processed:.2f}× the image's pixels processed)")
+                  + f" ({processed:.2f}× the image's pixels processed)"
+                  + (f"; entropy path in {header.regions[0]}x{header.regions[1]} regions"
+                     if header.windowed and header.sections > 1 else ""))
         rows = [(key, layout if key == "grid" else value) for key, value in rows]
         rows += [
             ("framing", f"{report.container.framing:,} bytes (header and sections)"),
@@ -270,7 +275,7 @@ def _fraction(text: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     from .backends import PERTURBED, backend_names
-    from .limits import DEFAULT_MAX_PIXELS, DEFAULT_MAX_TILES
+    from .limits import DEFAULT_MAX_PIXELS, DEFAULT_MAX_REGION_PIXELS, DEFAULT_MAX_TILES
 
     backend_help = (f"{', '.join(backend_names())}, or {PERTURBED}:EPSILON[:NAME]; default auto: ONNX Runtime, on its "
                     "CUDA provider where installed, else the CPU")
@@ -290,6 +295,10 @@ def build_parser() -> argparse.ArgumentParser:
                          help=f"refuse images of more pixels (default {DEFAULT_MAX_PIXELS:,} = 2**28)")
         sub.add_argument("--max-tiles", type=_count, default=DEFAULT_MAX_TILES, metavar="N",
                          help=f"refuse images coded in more tiles (default {DEFAULT_MAX_TILES:,} = 2**14)")
+        sub.add_argument("--max-region-pixels", type=_count, default=DEFAULT_MAX_REGION_PIXELS, metavar="N",
+                         help="code a large image's entropy path in regions of at most this many pixels, and refuse "
+                              f"files coded in larger ones: what bounds memory (default {DEFAULT_MAX_REGION_PIXELS:,}"
+                              " = 2**24)")
         sub.set_defaults(function=function)
 
     command("compress", compress, "compress an image", "image file (PNG, JPEG, ...)", "output .lic file")

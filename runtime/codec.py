@@ -10,6 +10,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,9 +28,11 @@ from .container import GRAY, MAX_HEADER_SIZE, MAX_ICC_PROFILE, RGB, Container, H
 from .errors import BitstreamError, ImageError, LicrtError
 from .images import Photo, read_photo
 from .limits import Limits
-from .scheduler import TileCoder
-from .stages import BucketStages, Convert, Pixels, WindowedStages
-from .tiling import WINDOW_MARGIN, ImageArea, Tile, TileGrid, choose_grid, crop, image_area, pad
+from .regions import RegionCoder
+from .scheduler import CodedTile, TileCoder
+from .stages import BucketStages, Convert, Pixels
+from .tiling import (WINDOW_MARGIN, ImageArea, Rect, Tile, TileGrid, choose_grid, crop, fewest_regions, image_area,
+                     image_offsets)
 
 #: Ends the profile a file records when it was encoded without the guard.
 UNGUARDED = " guard=off"
@@ -81,7 +84,7 @@ class Codec:
         self.limits = Limits() if limits is None else limits
         self.guard = guard
         self._stages: dict[tuple[int, int], BucketStages] = {}
-        self._coders: dict[tuple[int, int | TileGrid], TileCoder] = {}
+        self._coders: dict[tuple[int, int | TileGrid], TileCoder | RegionCoder] = {}
         self._overlap = grid_overlap(bundle)
 
     @classmethod
@@ -120,28 +123,35 @@ class Codec:
                                                        self.bundle.manifest.buckets[bucket], self.backend)
         return self._stages[level, bucket]
 
-    def _coder(self, level: int, key: int | TileGrid) -> TileCoder:
-        """The coder of a bucket's tiles, or of a grid's canvas, window by window."""
+    def _coder(self, level: int, key: int | TileGrid) -> TileCoder | RegionCoder:
+        """The coder of a bucket's tiles, or of a grid of windows."""
         if (level, key) not in self._coders:
             if len(self._coders) >= MAX_CODERS:  # a long-running codec sees ever new image sizes
                 self._coders = {k: coder for k, coder in self._coders.items() if isinstance(k[1], int)}
-            stages = (self._bucket_stages(level, key) if isinstance(key, int)
-                      else WindowedStages(key, lambda bucket: self._bucket_stages(level, bucket)))
-            self._coders[level, key] = TileCoder(self.bundle.at_level(level), stages, self.guard)
+            bundle = self.bundle.at_level(level)
+            if isinstance(key, int):
+                coder = TileCoder(bundle, self._bucket_stages(level, key), self.guard)
+            else:
+                area = image_area(key.height, key.width, key.canvas, self.bundle.manifest.padding)
+                coder = RegionCoder(bundle, key, area, partial(self._bucket_stages, level), self.guard)
+            self._coders[level, key] = coder
         return self._coders[level, key]
 
     def _tiles(self, grid: TileGrid, level: int) -> list[tuple[Tile, ImageArea, TileCoder]]:
-        """What an image is coded as: the grid's canvas, or every tile of the grid, row-major; with where the
-        image lies in each and its coder."""
+        """Every tile of a grid of tiles, row-major, with where the image lies in it and its coder."""
         padding = self.bundle.manifest.padding
-        if grid.windowed:
-            tile = Tile(slice(0, grid.height), slice(0, grid.width), grid.bucket, grid.canvas)
-            return [(tile, image_area(grid.height, grid.width, grid.canvas, padding), self._coder(level, grid))]
         return [(tile, image_area(tile.rows.stop - tile.rows.start, tile.cols.stop - tile.cols.start, tile.shape,
                                   padding), self._coder(level, tile.bucket)) for tile in grid.tiles()]
 
+    def _max_payloads(self, grid: TileGrid, level: int) -> list[int]:
+        """The most bytes each section's payload can hold."""
+        if grid.windowed:
+            return self._coder(level, grid).max_payloads
+        return [coder.max_payload for _, _, coder in self._tiles(grid, level)]
+
     def grid(self, height: int, width: int, what: str = "the image") -> TileGrid:
-        """The grid an image of height × width is coded on: windows, or tiles (see :func:`grid_overlap`).
+        """The grid an image of height × width is coded on: windows in as few regions as the limits allow, or
+        tiles (see :func:`grid_overlap`).
 
         Raises:
             LimitError: the image is over the limits (``what`` names it).
@@ -149,7 +159,9 @@ class Codec:
         self.limits.check_pixels(height, width, what)
         grid = choose_grid(height, width, self.bundle.bucket_shapes, self._overlap)
         self.limits.check_tiles(grid.rows * grid.cols, what, "windows" if grid.windowed else "tiles")
-        return grid
+        if not grid.windowed:
+            return grid
+        return dataclasses.replace(grid, region_grid=fewest_regions(grid, self.limits.max_region_pixels))
 
     def compress(self, image: str | Path | np.ndarray | Photo, *, quality: int | None = None,
                  progress: bool = False) -> bytes:
@@ -179,13 +191,17 @@ class Codec:
         height, width = pixels.shape[:2]
         grid = self.grid(height, width, "the image")
         padding = self.bundle.manifest.padding
-        tiles = self._tiles(grid, level)
-        sections = []
-        with _progress(grid, tiles, progress, "compress", encode=True):
-            for tile, area, coder in tiles:
-                padded = pad(pixels[tile.rows, tile.cols], *tile.shape, padding)
-                coded = coder.encode(Pixels(padded), area)
-                sections.append(TileSection(coded.payload, coded.digests))
+        if grid.windowed:
+            coder = self._coder(level, grid)
+            with _progress(grid, coder.runs(encode=True), [coder], progress, "compress"):
+                coded = list(coder.encode(Pixels(pixels, grid.canvas, padding)))
+        else:
+            tiles = self._tiles(grid, level)
+            runs = sum(coder.runs(True, area=area) for _, area, coder in tiles)
+            with _progress(grid, runs, [coder for _, _, coder in tiles], progress, "compress"):
+                coded = [coder.encode(Pixels(pixels[tile.rows, tile.cols], tile.shape, padding), area)
+                         for tile, area, coder in tiles]
+        sections = [TileSection(part.payload, part.digests) for part in coded]
         header = Header(
             contract=self.bundle.contract,
             profile=self.backend.profile + ("" if self.guard else UNGUARDED),
@@ -199,6 +215,7 @@ class Codec:
             colour=GRAY if photo.gray else RGB,
             icc_profile=photo.icc_profile,
             windowed=grid.windowed,
+            regions=grid.region_grid,
         )
         return Container(header, tuple(sections)).to_bytes()
 
@@ -226,14 +243,12 @@ class Codec:
         """
         container, grid = self._open_container(data)
         header = container.header
-        # Pages of the image are committed as tiles are written into it.
+        # Pages of the image are committed as parts are written into it.
         image = np.empty((grid.height, grid.width, 1 if header.gray else 3), dtype=np.uint8)
-        padding = self.bundle.manifest.padding
-        for tile, coded in self._decode_tiles(container, grid, progress, reconstruct=True, estimate=False,
+        for _, parts in self._decode_sections(container, grid, progress, reconstruct=True, estimate=False,
                                               to_pixels=partial(_to_pixels, gray=header.gray)):
-            rows, cols = tile.rows, tile.cols
-            pixels = coded.x_hat[0].transpose(1, 2, 0)
-            image[rows, cols] = crop(pixels, rows.stop - rows.start, cols.stop - cols.start, padding)
+            for rows, cols, pixels in parts:
+                image[rows, cols] = pixels
         return Photo(image[..., 0] if header.gray else image, header.icc_profile)
 
     def inspect(self, data: bytes | str | Path) -> FileReport:
@@ -242,7 +257,7 @@ class Codec:
         names = ["z", *(step.name for step in self.bundle.manifest.schedule.steps)]
         bits, side_bits = dict.fromkeys(names, 0.0), dict.fromkeys(names, 0.0)
         counts, guarded = dict.fromkeys(names, 0), dict.fromkeys(names, 0)
-        for _, coded in self._decode_tiles(container, grid, False, reconstruct=False, estimate=True):
+        for coded, _ in self._decode_sections(container, grid, False, reconstruct=False, estimate=True):
             for coded_pass in coded.passes:
                 bits[coded_pass.name] += coded_pass.bits
                 counts[coded_pass.name] += coded_pass.symbols.size
@@ -275,6 +290,13 @@ class Codec:
         if (grid.bucket, grid.rows, grid.cols, grid.windowed) != (header.bucket, header.tile_rows, header.tile_cols,
                                                                   header.windowed):
             raise BitstreamError("the file's grid of tiles or windows does not match its image size")
+        if not grid.windowed:
+            return grid
+        if header.regions[0] > grid.rows or header.regions[1] > grid.cols:
+            raise BitstreamError(f"the file's {header.regions[0]}x{header.regions[1]} regions are more than its "
+                                 f"{grid.rows}x{grid.cols} windows")
+        grid = dataclasses.replace(grid, region_grid=header.regions)
+        self.limits.check_region(grid.region_pixels)
         return grid
 
     def _open_container(self, data: bytes | str | Path) -> tuple[Container, TileGrid]:
@@ -282,8 +304,8 @@ class Codec:
         if isinstance(data, (str, Path)):
             with open_compressed(data) as (file, header, size):
                 grid = self._check_header(header)
-                largest = header.size + sum(section_framing(header.passes) + coder.max_payload
-                                            for _, _, coder in self._tiles(grid, header.level))
+                largest = header.size + sum(section_framing(header.passes) + max_payload
+                                            for max_payload in self._max_payloads(grid, header.level))
                 if size > largest:
                     raise BitstreamError(f"the file holds {size:,} bytes, more than its header allows "
                                          f"({largest:,} at most)")
@@ -293,12 +315,14 @@ class Codec:
             data = bytes(data)
             header = Header.from_bytes(data)
             grid = self._check_header(header)
-        max_payload = max(coder.max_payload for _, _, coder in self._tiles(grid, header.level))
+        max_payload = max(self._max_payloads(grid, header.level))
         return Container.from_bytes(data, header, max_payload=max_payload), grid
 
-    def _decode_tiles(self, container: Container, grid: TileGrid, progress: bool, reconstruct: bool,
-                      estimate: bool, to_pixels: Convert | None = None):
-        """Yield (tile, its decoding) for every tile, row-major (see :meth:`TileCoder.decode`)."""
+    def _decode_sections(self, container: Container, grid: TileGrid, progress: bool, reconstruct: bool,
+                         estimate: bool, to_pixels: Convert | None = None
+                         ) -> Iterator[tuple[CodedTile, list[tuple[slice, slice, np.ndarray]]]]:
+        """Yield every section's decoding, in order (see :meth:`TileCoder.decode`), with the parts of the image
+        it completed: (rows, columns, (h, w, C) pixels)."""
         encoder, decoder = container.header.profile, self.backend.profile
         epsilon = self.bundle.manifest.guard_epsilon
         if encoder.endswith(UNGUARDED):
@@ -312,17 +336,38 @@ class Codec:
             note = (f"The file was encoded under '{encoder}'; this decoder runs '{decoder}', whose floats differ from "
                     f"the encoder's by more than the bundle's guard covers (ε = {epsilon:g}): decode it with a "
                     "backend closer to the encoder's.")
+        if grid.windowed:
+            coder = self._coder(container.header.level, grid)
+            top, left = image_offsets(grid.height, grid.width, grid.canvas, self.bundle.manifest.padding)
+            with _progress(grid, coder.runs(False, reconstruct), [coder], progress, "decompress"):
+                for coded, parts in coder.decode(container.sections, note, reconstruct, estimate, to_pixels):
+                    yield coded, [_on_image(rect, pixels, top, left, grid) for rect, pixels in parts]
+            return
         tiles = self._tiles(grid, container.header.level)
-        with _progress(grid, tiles, progress, "decompress", encode=False, reconstruct=reconstruct):
+        padding = self.bundle.manifest.padding
+        runs = sum(coder.runs(False, reconstruct, area) for _, area, coder in tiles)
+        with _progress(grid, runs, [coder for _, _, coder in tiles], progress, "decompress"):
             for index, ((tile, area, coder), section) in enumerate(zip(tiles, container.sections, strict=True)):
                 try:
                     coded = coder.decode(section.payload, section.digests, note, reconstruct, area, estimate,
                                          to_pixels)
                 except BitstreamError as exc:
-                    if grid.windowed:
-                        raise
                     raise type(exc)(f"tile {index + 1} of {len(tiles)}: {exc}") from None
-                yield tile, coded
+                pixels = [] if coded.x_hat is None else [
+                    (tile.rows, tile.cols, crop(coded.x_hat[0].transpose(1, 2, 0), tile.rows.stop - tile.rows.start,
+                                                tile.cols.stop - tile.cols.start, padding))]
+                yield coded, pixels
+
+
+def _on_image(rect: Rect, pixels: np.ndarray, top: int, left: int, grid: TileGrid
+              ) -> tuple[slice, slice, np.ndarray]:
+    """A reconstructed part of a grid's canvas, (1, C, h, w), as (rows, columns, (h, w, C) pixels) of the image
+    that lies at (``top``, ``left``) on the canvas."""
+    rows = slice(max(rect.top - top, 0), min(rect.bottom - top, grid.height))
+    cols = slice(max(rect.left - left, 0), min(rect.right - left, grid.width))
+    part = pixels[0, :, rows.start + top - rect.top : rows.stop + top - rect.top,
+                  cols.start + left - rect.left : cols.stop + left - rect.left]
+    return rows, cols, part.transpose(1, 2, 0)
 
 
 def _to_pixels(x_hat: np.ndarray, gray: bool) -> np.ndarray:
@@ -364,16 +409,14 @@ def open_compressed(path: str | Path) -> Iterator[tuple[BinaryIO, Header, int]]:
 
 
 @contextmanager
-def _progress(grid: TileGrid, tiles: list[tuple[Tile, ImageArea, TileCoder]], enabled: bool, what: str,
-              encode: bool, reconstruct: bool = True) -> Iterator[None]:
-    """A progress bar over every stage graph run of every tile or window, so a single large tile shows progress
-    too; on a terminal only (``disable=None``), so that scripts and logs get error lines alone."""
-    runs = sum(coder.runs(encode, reconstruct, area) for _, area, coder in tiles)
-    coders = {id(coder): coder for _, _, coder in tiles}.values()
+def _progress(grid: TileGrid, runs: int, coders: list[TileCoder | RegionCoder], enabled: bool, what: str
+              ) -> Iterator[None]:
+    """A progress bar over the ``runs`` stage graph runs the ``coders`` make, so a single large tile shows
+    progress too; on a terminal only (``disable=None``), so that scripts and logs get error lines alone."""
     count = grid.rows * grid.cols
     parts = f"{count} {'window' if grid.windowed else 'tile'}{'s' * (count > 1)}"
-    with tqdm(total=runs, desc=f"{what} ({parts})", unit="run",
-              disable=None if enabled else True) as bar:
+    coders = list({id(coder): coder for coder in coders}.values())
+    with tqdm(total=runs, desc=f"{what} ({parts})", unit="run", disable=None if enabled else True) as bar:
         for coder in coders:
             coder.on_run = bar.update
         try:

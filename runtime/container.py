@@ -1,11 +1,11 @@
-"""The licrt bitstream container, format version 7.
+"""The licrt bitstream container, format version 8.
 
 Byte layout (integers big-endian)::
 
     offset  size  field
     0       8     magic  89 'L' 'I' 'C' 0D 0A 1A 0A  (PNG-style: catches text-mode
                   transfers and truncation to 7 bits)
-    8       1     container format version (7)
+    8       1     container format version (8)
     9       8     coding contract: what the decoding bundle must share with the
                   encoder's (see licrt.runtime.manifest.Manifest.coding_contract)
     17      1     quality level: index into the bundle's levels (weights and tables)
@@ -17,16 +17,19 @@ Byte layout (integers big-endian)::
     27      2     rows of tiles or windows
     29      2     columns of tiles or windows
     31      1     layout: 0 tiles side by side, one section each; 1 windows over
-                  the whole image, coded as one section
-    32      1     coded passes per section P (ẑ, then every schedule step)
-    33      1     colour: 0 RGB, 1 gray (coded as R = G = B, returned as one channel)
-    34      1     length n of the encoder's profile (1 ≤ n)
-    35      4     length m of the image's ICC profile (0: none)
-    39      n     encoder's profile: printable ASCII naming what set its floats
+                  the whole image, one section per region of windows
+                  (licrt.runtime.tiling.TileGrid.regions)
+    32      2     rows of sections (tiles, or regions)
+    34      2     columns of sections
+    36      1     coded passes per section P (ẑ, then every schedule step)
+    37      1     colour: 0 RGB, 1 gray (coded as R = G = B, returned as one channel)
+    38      1     length n of the encoder's profile (1 ≤ n)
+    39      4     length m of the image's ICC profile (0: none)
+    43      n     encoder's profile: printable ASCII naming what set its floats
                   (backend, version, device, graph optimisation, precision)
-    39+n    m     the image's ICC profile, as read from the input
-    39+n+m  4     header check: CRC-32 of bytes 0 .. 38+n+m
-    43+n+m        the sections, row-major:
+    43+n    m     the image's ICC profile, as read from the input
+    43+n+m  4     header check: CRC-32 of bytes 0 .. 42+n+m
+    47+n+m        the sections, row-major:
                     4      payload length L (bytes, a multiple of 4, at least 4)
                     2·P    per-pass digests: CRC-32 of the pass's symbols and
                            coding decisions, low 16 bits
@@ -53,7 +56,7 @@ wrong image; instead it stops with an error naming the pass and both
 profiles. The profile is there for that message; it does not decide whether
 a file decodes.
 
-Files of formats 1 to 6 are refused with a message that says which licrt
+Files of formats 1 to 7 are refused with a message that says which licrt
 reads them.
 
 Every read is bounds-checked; any inconsistency raises :class:`BitstreamError`.
@@ -77,9 +80,11 @@ _READ_BY = {1: "format 2 binds every tile to its place; decode it with licrt 0.1
             4: "format 5 names the coding contract, so that bundles calibrated from one another decode each "
                "other's files; decode it with licrt 0.4",
             5: "format 6 codes only the latents of the image, not those of its padding; decode it with licrt 0.5",
-            6: "format 7 codes images larger than a bucket as one, window by window; decode it with licrt 0.8"}
-VERSION = 7
-_FIELDS = struct.Struct(">8sB8sBIIBHHBBBBI")
+            6: "format 7 codes images larger than a bucket as one, window by window; decode it with licrt 0.8",
+            7: "format 8 codes a large image's entropy path region by region, so that memory follows a region; "
+               "decode it with licrt 0.9"}
+VERSION = 8
+_FIELDS = struct.Struct(">8sB8sBIIBHHBHHBBBI")
 #: Layouts of a file's sections.
 TILES, WINDOWS = 0, 1
 _U32 = struct.Struct(">I")
@@ -132,8 +137,10 @@ class Header:
     colour: int = RGB
     #: The input's ICC profile, carried to the decoded image (empty: none).
     icc_profile: bytes = b""
-    #: Windows over the whole image, coded as one section (else tiles, one section each).
+    #: Windows over the whole image, one section per region (else tiles, one section each).
     windowed: bool = False
+    #: Rows and columns of regions of windows, one section each (with windows only).
+    regions: tuple[int, int] = (1, 1)
 
     @property
     def gray(self) -> bool:
@@ -142,7 +149,7 @@ class Header:
     @property
     def sections(self) -> int:
         """Sections the file holds."""
-        return 1 if self.windowed else self.tile_rows * self.tile_cols
+        return self.regions[0] * self.regions[1] if self.windowed else self.tile_rows * self.tile_cols
 
     @property
     def size(self) -> int:
@@ -158,9 +165,10 @@ class Header:
                              f"({MAX_ICC_PROFILE:,})")
         if self.colour not in (RGB, GRAY):
             raise ValueError(f"colour {self.colour} is neither RGB ({RGB}) nor gray ({GRAY})")
+        sections = self.regions if self.windowed else (self.tile_rows, self.tile_cols)
         fields = _FIELDS.pack(MAGIC, VERSION, self.contract, self.level, self.height, self.width,
                               self.bucket, self.tile_rows, self.tile_cols, WINDOWS if self.windowed else TILES,
-                              self.passes, self.colour, len(profile),
+                              *sections, self.passes, self.colour, len(profile),
                               len(self.icc_profile)) + profile + self.icc_profile
         return fields + _U32.pack(zlib.crc32(fields))
 
@@ -186,8 +194,8 @@ class Header:
             raise BitstreamError(f"container format {version} is not supported (this licrt reads {VERSION})")
         if len(data) < _FIELDS.size:
             raise BitstreamError("the file is truncated inside its header")
-        (_, _, contract, level, height, width, bucket, rows, cols, layout, passes, colour, profile_length,
-         icc_length) = _FIELDS.unpack_from(data)
+        (_, _, contract, level, height, width, bucket, rows, cols, layout, section_rows, section_cols, passes, colour,
+         profile_length, icc_length) = _FIELDS.unpack_from(data)
         if icc_length > MAX_ICC_PROFILE:
             raise BitstreamError(f"the file header is corrupted (it claims an ICC profile of {icc_length:,} bytes, "
                                  f"more than {MAX_ICC_PROFILE:,})")
@@ -204,15 +212,18 @@ class Header:
             raise BitstreamError(f"the file header is malformed (colour {colour} is neither RGB nor gray)")
         if layout not in (TILES, WINDOWS):
             raise BitstreamError(f"the file header is malformed (layout {layout} is neither tiles nor windows)")
-        if min(height, width, rows, cols, passes) == 0:
+        if min(height, width, rows, cols, section_rows, section_cols, passes) == 0:
             raise BitstreamError("the file header describes an empty image")
+        if layout == TILES and (section_rows, section_cols) != (rows, cols):
+            raise BitstreamError("the file header is malformed (its tiles are not its sections)")
         return cls(contract, profile.decode(), height, width, bucket, rows, cols, passes, level, colour,
-                   bytes(data[_FIELDS.size + profile_length : end]), layout == WINDOWS)
+                   bytes(data[_FIELDS.size + profile_length : end]), layout == WINDOWS,
+                   (section_rows, section_cols) if layout == WINDOWS else (1, 1))
 
 
 @dataclass(frozen=True)
 class TileSection:
-    """The coded data of one tile, or of a whole image coded window by window."""
+    """The coded data of one tile, or of one region of windows."""
 
     payload: bytes
     digests: tuple[int, ...]
@@ -220,7 +231,7 @@ class TileSection:
 
 @dataclass(frozen=True)
 class Container:
-    """A whole file: its header and its sections (one per tile, row-major, or one for a windowed image)."""
+    """A whole file: its header and its sections (one per tile or region, row-major)."""
 
     header: Header
     sections: tuple[TileSection, ...]

@@ -74,6 +74,8 @@ class CodedTile:
     passes: list[CodedPass] = field(repr=False)
     #: Reconstruction (1, 3, H, W) float32 (or what the decoder's ``to_pixels`` made of it), set by decoding.
     x_hat: np.ndarray | None = field(default=None, repr=False)
+    #: ŷ as g_s takes it (see :func:`licrt.runtime.tiling.extend_edges`), set by decoding without reconstructing.
+    y_hat: np.ndarray | None = field(default=None, repr=False)
 
 
 #: Layouts a coder keeps (one per place an image's edge falls in a tile).
@@ -328,8 +330,11 @@ class TileCoder:
     def encode(self, x: np.ndarray | Pixels, area: ImageArea | None = None, estimate: bool = False) -> CodedTile:
         """Encode one padded tile, (1, 3, H, W) float32 in [0, 1] or its :class:`Pixels`, whose image lies in
         ``area`` (None: the whole tile); with ``estimate``, each pass's bits under the coding tables too."""
+        return self.encode_latents(self._run("g_a", {"x": x})["y"], area, estimate)
+
+    def encode_latents(self, y: np.ndarray, area: ImageArea | None = None, estimate: bool = False) -> CodedTile:
+        """Encode a tile's latents y, (1, M, h, w) as g_a makes them (see :meth:`encode`)."""
         layout = self._layout(area)
-        y = self._run("g_a", {"x": x})["y"]
         z = self._run("h_a", {"y": y})["z"]
         z_symbols = self._round(z[0][:, layout.z_coded]).astype(np.int32).ravel()
         batches: list = [partial(self.bundle.z_tables.encode, values=z_symbols, rows=layout.z_rows)]
@@ -355,7 +360,7 @@ class TileCoder:
             digests: The encoder's digest of every pass, ẑ first.
             profile_note: Appended to a divergence error (which backends encoded
                 and decode the file).
-            reconstruct: Run g_s for the pixels; without it only the symbols.
+            reconstruct: Run g_s for the pixels; without it only ŷ (:attr:`CodedTile.y_hat`).
             estimate: Estimate each pass's bits under the coding tables (:attr:`CodedPass.bits`).
             to_pixels: What the reconstruction is turned into, part by part as g_s makes it (default: kept
                 as floats).
@@ -410,7 +415,7 @@ class TileCoder:
         if _bytes(echo) != payload:
             raise BitstreamError("a tile is corrupted: its coded data is not what the encoder writes for the "
                                  "symbols it decodes to (forged or altered)")
-        x_hat = None
-        if reconstruct:
-            x_hat = self._run("g_s", {"y_hat": extend_edges(state["y_hat"], layout.y_coded)}, to_pixels)["x_hat"]
-        return CodedTile(payload, digests, passes, x_hat)
+        y_hat = extend_edges(state["y_hat"], layout.y_coded)
+        if not reconstruct:
+            return CodedTile(payload, digests, passes, y_hat=y_hat)
+        return CodedTile(payload, digests, passes, self._run("g_s", {"y_hat": y_hat}, to_pixels)["x_hat"])

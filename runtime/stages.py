@@ -1,5 +1,6 @@
-"""Running a bundle's stage graphs: one bucket's graphs on a tile of its shape, or every window of a grid over
-a whole canvas (:class:`WindowedStages`), which is how an image larger than any bucket is coded as one.
+"""Running a bundle's stage graphs: one bucket's graphs on a tile of its shape, or windows of a grid over what
+they keep (:class:`WindowedStages`): the whole canvas, a region of it, or a band of rows of windows. That is how
+an image larger than any bucket is coded without seams (:mod:`.regions`).
 
 Both take and return arrays at the size of what they code; a coder does not tell them apart, except that a
 raster pass holds its inputs on the device (:meth:`BucketStages.runner`), which only one graph can.
@@ -14,21 +15,35 @@ import numpy as np
 from .backends.base import Backend, StageRunner
 from .bundle import Bundle
 from .errors import BackendError
-from .manifest import Bucket
-from .tiling import TileGrid
+from .manifest import Bucket, Padding
+from .tiling import Rect, Window, image_offsets, kept_rect, pad_by
 
 Shapes = dict[str, dict[str, tuple[int, ...]]]
 
 
 class Pixels:
-    """An (H, W, C) uint8 image that a graph takes as (1, C, H, W) float32 in [0, 1], converted only where a
-    window cuts it (the whole image as floats would take four times its bytes)."""
+    """An (H, W, C) uint8 image that a graph takes as (1, C, h, w) float32 in [0, 1], padded to ``shape`` by the
+    bundle's rule and converted only where a window cuts it: the whole padded image as floats would take four
+    times its bytes, and padded first, as many again."""
 
-    def __init__(self, image: np.ndarray):
+    def __init__(self, image: np.ndarray, shape: tuple[int, int], padding: Padding):
         self.image = image
+        self.shape = shape
+        self.padding = padding
 
-    def cut(self, rows: slice = slice(None), cols: slice = slice(None)) -> np.ndarray:
-        return np.ascontiguousarray(self.image[rows, cols].transpose(2, 0, 1)[None] / np.float32(255))
+    def cut(self, rows: slice | None = None, cols: slice | None = None) -> np.ndarray:
+        """Padded rows and columns [start, stop) (default: all) as a graph takes them."""
+        (height, width), (top, left) = self.image.shape[:2], image_offsets(*self.image.shape[:2], self.shape,
+                                                                           self.padding)
+        rows = slice(0, self.shape[0]) if rows is None else rows
+        cols = slice(0, self.shape[1]) if cols is None else cols
+        inside = self.image[max(rows.start - top, 0) : min(rows.stop - top, height),
+                            max(cols.start - left, 0) : min(cols.stop - left, width)]
+        before = (max(top - rows.start, 0), max(left - cols.start, 0))
+        after = (rows.stop - rows.start - before[0] - inside.shape[0],
+                 cols.stop - cols.start - before[1] - inside.shape[1])
+        part = pad_by(inside, before, after, self.padding)
+        return np.ascontiguousarray(part.transpose(2, 0, 1)[None] / np.float32(255))
 
 
 #: Turns (part of) a stage output into what is kept of it, e.g. reconstructed floats into pixels.
@@ -84,45 +99,52 @@ def _is_map(shape: tuple[int, ...], bucket: Bucket) -> bool:
 
 
 class WindowedStages:
-    """A grid's windows (see :class:`licrt.runtime.tiling.TileGrid`) run as one stage over its canvas.
+    """Windows of a grid (see :class:`licrt.runtime.tiling.TileGrid`) run as one stage over what their kept
+    parts cover.
 
-    Each input map is cut into the windows' parts (a map ``stride`` times smaller than the canvas gives each
-    window the part ``stride`` times smaller than the window), each window runs through its bucket's graph,
-    and every output map is stitched from the part each window keeps. Windows start on the image stride, so
-    every latent lies wholly in one window's kept part. An output that is no map stays with its window
-    (:class:`PerWindow`).
+    Each input map covers ``inputs``, a rectangle of the canvas (a map ``stride`` times smaller than it gives
+    each window the part ``stride`` times smaller than the window); pixels (:class:`Pixels`) cover the whole
+    canvas. Each window runs through its bucket's graph, and every output map is stitched from the part each
+    window keeps. Windows start on the image stride, so every latent lies wholly in one window's kept part.
+    An output that is no map stays with its window (:class:`PerWindow`).
 
     Args:
-        grid: A grid of windows.
+        windows: Windows of one grid, row-major, whose kept parts make a rectangle.
         stages_of: The :class:`BucketStages` of a bucket by index (shared, so graphs load once).
+        inputs: What the input maps cover, holding every window (default: what the windows keep).
     """
 
-    def __init__(self, grid: TileGrid, stages_of: Callable[[int], BucketStages]):
-        self.windows = list(grid.windows())
-        self.canvas = grid.canvas
+    def __init__(self, windows: list[Window] | tuple[Window, ...], stages_of: Callable[[int], BucketStages],
+                 inputs: Rect | None = None):
+        self.windows = list(windows)
+        #: What the output maps cover.
+        self.kept = kept_rect(self.windows)
+        self.inputs = self.kept if inputs is None else inputs
         self._stages = [stages_of(window.bucket) for window in self.windows]
         self.runs = len(self.windows)
         first = self._stages[0].bucket
-        #: The input maps' shapes at the canvas's size (the others: one window's).
+        #: The input maps' shapes at the size of what they cover (the others: one window's).
         self.input_shapes: Shapes = {
-            name: {spec.name: self._at_canvas(spec.shape, first) if _is_map(spec.shape, first) else spec.shape
+            name: {spec.name: self._covering(spec.shape, first) if _is_map(spec.shape, first) else spec.shape
                    for spec in graph.inputs}
             for name, graph in first.stages.items()
         }
 
-    def _at_canvas(self, shape: tuple[int, ...], bucket: Bucket) -> tuple[int, ...]:
-        """A (1, C, h, w) shape of a graph of ``bucket`` at the canvas's size."""
+    def _covering(self, shape: tuple[int, ...], bucket: Bucket) -> tuple[int, ...]:
+        """A (1, C, h, w) shape of a graph of ``bucket`` at the size of the input maps."""
         stride = bucket.height // shape[2]
-        return (*shape[:2], self.canvas[0] // stride, self.canvas[1] // stride)
+        height, width = self.inputs.shape
+        return (*shape[:2], height // stride, width // stride)
 
     def runner(self, stage: str) -> StageRunner:
         raise BackendError(f"stage {stage} is a raster pass, which cannot run window by window")
 
     def run(self, stage: str, feed: dict[str, np.ndarray | Pixels | PerWindow], convert: Convert | None = None
             ) -> dict[str, np.ndarray | PerWindow]:
-        """Run a stage over the canvas, window by window; its outputs are finite (else :class:`BackendError`),
-        and each window's kept part of a map is converted before it is stitched."""
+        """Run a stage window by window; its outputs are finite (else :class:`BackendError`), and each window's
+        kept part of a map is converted before it is stitched."""
         stitched: dict[str, np.ndarray | PerWindow] = {}
+        kept_height, kept_width = self.kept.shape
         for index, (window, stages) in enumerate(zip(self.windows, self._stages, strict=True)):
             window_feed = {}
             for name, array in feed.items():
@@ -133,22 +155,24 @@ class WindowedStages:
                     window_feed[name] = array.cut(slice(window.top, window.top + window.shape[0]),
                                                   slice(window.left, window.left + window.shape[1]))
                     continue
-                stride = self.canvas[0] // array.shape[2]
+                stride = self.inputs.shape[0] // array.shape[2]
+                top, left = window.top - self.inputs.top, window.left - self.inputs.left
                 window_feed[name] = np.ascontiguousarray(array[
-                    ..., window.top // stride : (window.top + window.shape[0]) // stride,
-                    window.left // stride : (window.left + window.shape[1]) // stride])
+                    ..., top // stride : (top + window.shape[0]) // stride,
+                    left // stride : (left + window.shape[1]) // stride])
             for name, array in stages.run(stage, window_feed).items():
                 if not _is_map(array.shape, stages.bucket):
                     stitched.setdefault(name, PerWindow()).append(array)
                     continue
                 stride = window.shape[0] // array.shape[2]
-                rows, cols = (slice(start // stride, stop // stride) for start, stop in (window.keep_rows,
-                                                                                        window.keep_cols))
-                kept = array[..., rows.start - window.top // stride : rows.stop - window.top // stride,
-                             cols.start - window.left // stride : cols.stop - window.left // stride]
+                rows, cols = (slice((start - origin) // stride, (stop - origin) // stride)
+                              for (start, stop), origin in ((window.keep_rows, self.kept.top),
+                                                            (window.keep_cols, self.kept.left)))
+                top, left = (window.top - self.kept.top) // stride, (window.left - self.kept.left) // stride
+                kept = array[..., rows.start - top : rows.stop - top, cols.start - left : cols.stop - left]
                 kept = kept if convert is None else convert(kept)
                 if name not in stitched:
-                    stitched[name] = np.empty((*kept.shape[:2], self.canvas[0] // stride, self.canvas[1] // stride),
+                    stitched[name] = np.empty((*kept.shape[:2], kept_height // stride, kept_width // stride),
                                               kept.dtype)
                 stitched[name][..., rows, cols] = kept
         return stitched

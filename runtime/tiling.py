@@ -4,13 +4,16 @@ An image is laid onto a grid of the bundle's bucket shapes, the grid that
 processes the fewest pixels (:func:`choose_grid`), in one of two ways:
 
 * **Windows** (codecs without a raster pass): the image is padded to the
-  grid's canvas and coded as one, every stage graph run window by window over
-  the whole canvas (:mod:`licrt.runtime.stages`). Neighbouring windows
-  overlap by twice :data:`WINDOW_MARGIN`; each keeps its part of the
-  outputs, away from the edges its graphs zero-pad. Latents, entropy
-  parameters and pixels are those of the whole image: no seams, no context
-  restarting at a border, and the graphs' activations are bounded by the
-  largest window whatever the image size.
+  grid's canvas and every stage graph runs window by window
+  (:mod:`licrt.runtime.stages`). Neighbouring windows overlap by twice
+  :data:`WINDOW_MARGIN`; each keeps its part of the outputs, away from the
+  edges its graphs zero-pad. The transforms g_a and g_s run over the whole
+  canvas, so pixels have no seams; the entropy path (hyperprior and context)
+  runs region by region (:meth:`TileGrid.regions`, blocks of windows, as
+  few as keep within a limit of pixels: :func:`fewest_regions`), each region
+  coded as one section, so that what a coder holds is bounded by a region
+  whatever the image size. An image within the limit is one region: its
+  latents, entropy parameters and pixels are those of the whole image.
 * **Tiles** (a raster pass cannot run window by window): tiles side by side,
   each padded to its shape where the image ends, coded independently and
   cropped after decoding.
@@ -75,6 +78,42 @@ class Window:
     keep_cols: tuple[int, int]
 
 
+@dataclass(frozen=True)
+class Rect:
+    """Canvas rows [top, bottom) and columns [left, right)."""
+
+    top: int
+    left: int
+    bottom: int
+    right: int
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.bottom - self.top, self.right - self.left
+
+
+@dataclass(frozen=True)
+class Region:
+    """A block of a grid's windows whose entropy path is coded as one section: ``rect`` is what their kept
+    parts cover."""
+
+    windows: tuple[Window, ...]
+    rect: Rect
+
+
+def kept_rect(windows: tuple[Window, ...] | list[Window]) -> Rect:
+    """What the kept parts of a block of windows cover."""
+    return Rect(min(w.keep_rows[0] for w in windows), min(w.keep_cols[0] for w in windows),
+                max(w.keep_rows[1] for w in windows), max(w.keep_cols[1] for w in windows))
+
+
+def _groups(count: int, groups: int) -> list[range]:
+    """``count`` windows along an axis in ``groups`` groups of consecutive ones, as even as can be."""
+    sizes = [count // groups + (index < count % groups) for index in range(groups)]
+    starts = [sum(sizes[:index]) for index in range(groups)]
+    return [range(start, start + size) for start, size in zip(starts, sizes, strict=True)]
+
+
 def _spans(sizes: tuple[int, ...], overlap: int) -> list[tuple[int, int, int]]:
     """(start, keep start, keep stop) of windows of ``sizes`` laid along an axis, each overlapping the previous
     by ``overlap`` and keeping up to the middle of each overlap."""
@@ -100,6 +139,8 @@ class TileGrid:
     #: The bucket of every tile or window, row-major.
     buckets: tuple[int, ...]
     overlap: int = 0
+    #: Rows and columns of regions of a grid of windows (see :meth:`regions`; (1, 1) for tiles).
+    region_grid: tuple[int, int] = (1, 1)
 
     @property
     def windowed(self) -> bool:
@@ -123,6 +164,26 @@ class TileGrid:
         for height, (top, *keep_rows) in zip(self.row_heights, _spans(self.row_heights, self.overlap), strict=True):
             for width, (left, *keep_cols) in zip(self.col_widths, _spans(self.col_widths, self.overlap), strict=True):
                 yield Window(top, left, (height, width), next(buckets), tuple(keep_rows), tuple(keep_cols))
+
+    def regions(self) -> list[list[Region]]:
+        """A grid of windows' regions (:attr:`region_grid`), in rows: blocks of consecutive windows, the grid's
+        rows and columns of windows shared out among them as evenly as can be."""
+        windows = list(self.windows())
+        region_rows, region_cols = self.region_grid
+        return [[Region(block := tuple(windows[row * self.cols + col] for row in rows for col in cols),
+                        kept_rect(block))
+                 for cols in _groups(self.cols, region_cols)]
+                for rows in _groups(self.rows, region_rows)]
+
+    @property
+    def region_pixels(self) -> int:
+        """Canvas pixels per region, on average."""
+        return -(-self.canvas[0] * self.canvas[1] // (self.region_grid[0] * self.region_grid[1]))
+
+    def window_rows(self) -> list[tuple[Window, ...]]:
+        """A grid of windows' windows, row by row."""
+        windows = list(self.windows())
+        return [tuple(windows[row * self.cols : (row + 1) * self.cols]) for row in range(self.rows)]
 
     @property
     def rows(self) -> int:
@@ -154,6 +215,17 @@ class TileGrid:
                            slice(left, min(left + tile_width, self.width)), next(buckets), (tile_height, tile_width))
                 left += tile_width
             top += tile_height
+
+
+def fewest_regions(grid: TileGrid, max_pixels: int) -> tuple[int, int]:
+    """Rows and columns of regions a grid of windows is coded in: of those that hold ``max_pixels`` canvas
+    pixels each at most on average, the ones whose borders are shortest (where regions meet, the hyperprior and
+    the context start afresh, which costs bits in proportion: bench/results/regions.json), then the fewest; as
+    many as windows at most."""
+    height, width = grid.canvas
+    candidates = [(rows, -(-height * width // (rows * max_pixels))) for rows in range(1, grid.rows + 1)]
+    candidates = [(rows, cols) for rows, cols in candidates if cols <= grid.cols] or [(grid.rows, grid.cols)]
+    return min(candidates, key=lambda shape: ((shape[0] - 1) * width + (shape[1] - 1) * height, shape))
 
 
 def _cover(length: int, main: int, last: int, overlap: int = 0) -> tuple[int, ...] | None:
@@ -223,6 +295,13 @@ class ImageArea:
     width: int
     shape: tuple[int, int]
 
+    def within(self, rect: Rect, shape: tuple[int, int]) -> ImageArea:
+        """Where this area's image lies in a tile of ``shape`` that holds ``rect`` of this area's tile at its
+        top-left."""
+        top, left = max(self.top, rect.top), max(self.left, rect.left)
+        bottom, right = min(self.top + self.height, rect.bottom), min(self.left + self.width, rect.right)
+        return ImageArea(top - rect.top, left - rect.left, bottom - top, right - left, shape)
+
     def latent_mask(self, rows: int, cols: int) -> np.ndarray:
         """(rows, cols) mask of the latents of a (rows, cols) latent map of this tile that are coded: those
         whose block of pixels overlaps the image. The others lie wholly in the padding: they are not coded and
@@ -236,8 +315,12 @@ class ImageArea:
 
 def image_area(height: int, width: int, shape: tuple[int, int], padding: Padding) -> ImageArea:
     """Where :func:`pad` puts a (height, width) tile of the image in a tile of ``shape``."""
-    return ImageArea(_offsets(height, shape[0], padding)[0], _offsets(width, shape[1], padding)[0], height, width,
-                     shape)
+    return ImageArea(*image_offsets(height, width, shape, padding), height, width, shape)
+
+
+def image_offsets(height: int, width: int, shape: tuple[int, int], padding: Padding) -> tuple[int, int]:
+    """Where :func:`pad` puts the first row and column of a (height, width) image in a tile of ``shape``."""
+    return _offsets(height, shape[0], padding)[0], _offsets(width, shape[1], padding)[0]
 
 
 def _offsets(size: int, target: int, padding: Padding) -> tuple[int, int]:
@@ -249,8 +332,15 @@ def pad(tile: np.ndarray, height: int, width: int, padding: Padding) -> np.ndarr
     """Pad an (h, w, C) array to (height, width, C) by the bundle's padding rule."""
     top, bottom = _offsets(tile.shape[0], height, padding)
     left, right = _offsets(tile.shape[1], width, padding)
+    return pad_by(tile, (top, left), (bottom, right), padding)
+
+
+def pad_by(tile: np.ndarray, before: tuple[int, int], after: tuple[int, int], padding: Padding) -> np.ndarray:
+    """Pad an (h, w, C) array by (rows, columns) ``before`` and ``after`` it, by the bundle's padding mode."""
+    if not any(before) and not any(after):
+        return tile
     mode = "edge" if padding.mode == "replicate" else "constant"
-    return np.pad(tile, ((top, bottom), (left, right), (0, 0)), mode=mode)
+    return np.pad(tile, ((before[0], after[0]), (before[1], after[1]), (0, 0)), mode=mode)
 
 
 def crop(padded: np.ndarray, height: int, width: int, padding: Padding) -> np.ndarray:

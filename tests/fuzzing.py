@@ -34,12 +34,14 @@ from licrt.export.bundle_writer import write_bundle
 from licrt.runtime.codec import Codec
 from licrt.runtime.container import Container, Header, TileSection, section_framing
 from licrt.runtime.errors import LicrtError
+from licrt.runtime.limits import Limits
 
 from .helpers import load_image, tiny_model
 
 RAW = ("flip", "overwrite", "insert", "delete", "truncate", "swap-tiles", "splice-tile", "splice-halves")
 FORGED = ("header", "tile-count", "payload-word", "payload-append", "payload-drop", "digest", "payload-from-other")
-HEADER_FIELDS = ("height", "width", "bucket", "tile_rows", "tile_cols", "windowed", "passes", "profile", "contract")
+HEADER_FIELDS = ("height", "width", "bucket", "tile_rows", "tile_cols", "windowed", "regions", "passes", "profile",
+                 "contract")
 
 
 class WrongImage(AssertionError):
@@ -71,10 +73,10 @@ class Recipe:
 
 def fuzz_codec(folder: Path, windowed: bool = False) -> tuple[Codec, list[Seed]]:
     """The tiny model with one bucket (fast graphs), and a corpus of files of 1 to 4 sections: 64×64 tiles, or
-    one section of 1 to 4 windows of 128×128."""
+    1 to 4 windows of 128×128 in one region or two (regions of at most 128×192 pixels)."""
     side = 128 if windowed else 64
     write_bundle(tiny_model(), [(side, side)], folder / "bundle", progress=False)
-    codec = Codec.open(folder / "bundle", backend="onnxruntime")
+    codec = Codec.open(folder / "bundle", backend="onnxruntime", limits=Limits(max_region_pixels=128 * 192))
     lighthouse, parrots = load_image("lighthouse_250x190.png"), load_image("parrots_256x256.png")
     images = {
         "house 96x64 (1x2 tiles)": load_image("house_96x64.png"),
@@ -85,7 +87,7 @@ def fuzz_codec(folder: Path, windowed: bool = False) -> tuple[Codec, list[Seed]]
         "house 96x64 (1 window)": load_image("house_96x64.png"),
         "lighthouse 150x100 (2x1 windows)": lighthouse[:150, 100:200],
         "parrots 120x190 (1x2 windows)": parrots[20:140, 30:220],
-        "parrots 180x170 (2x2 windows)": parrots[40:220, 50:220],
+        "parrots 180x170 (2x2 windows, 1x2 regions)": parrots[40:220, 50:220],
     }
     corpus = []
     for name, image in images.items():
@@ -195,6 +197,8 @@ def _forged_header(header: Header, field: str, value: int, blob: bytes) -> Heade
         return dataclasses.replace(header, contract=(blob * 8)[:8])
     if field == "windowed":
         return dataclasses.replace(header, windowed=not header.windowed)
+    if field == "regions":
+        return dataclasses.replace(header, regions=(1 + value % 3, 1 + (value >> 2) % 3))
     current = getattr(header, field)
     bits = {"bucket": 8, "tile_rows": 16, "tile_cols": 16, "passes": 8}.get(field, 32)
     # Half the time a small step from the true value (stays plausible), else any value the field holds.

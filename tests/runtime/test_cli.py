@@ -168,7 +168,20 @@ def test_limits_are_checked_before_the_work(compressed, tiny_bundle, tmp_path):
     code, _, err = licrt("compress", DATA / "lighthouse_250x190.png", "b.lic", "--bundle", tiny_bundle.root,
                          "--max-tiles", "2**1", cwd=tmp_path)
     assert code == 1 and "coded in 6 windows, more than the limit of 2" in err, err
+    code, _, err = licrt("decompress", compressed, "a.png", "--bundle", tiny_bundle.root, "--max-region-pixels",
+                         "2**10", cwd=tmp_path)
+    assert code == 1 and "coded in regions of 49,152 pixels, more than the limit of 1,024" in err, err
     assert not list(tmp_path.iterdir())
+
+
+def test_an_encoder_codes_regions_as_small_as_asked_and_a_decoder_follows(tiny_bundle, tmp_path):
+    code, _, err = licrt("compress", DATA / "lighthouse_250x190.png", "a.lic", "--bundle", tiny_bundle.root,
+                         "--max-region-pixels", "2**14", cwd=tmp_path)
+    assert code == 0, err
+    code, out, err = licrt("info", "a.lic", "--bundle", tiny_bundle.root, cwd=tmp_path)
+    assert code == 0 and "; entropy path in 1x3 regions" in out, err
+    code, _, err = licrt("decompress", "a.lic", "a.png", "--bundle", tiny_bundle.root, cwd=tmp_path)
+    assert code == 0, err
 
 
 def test_outputs_never_overwrite_the_input_nor_silently_an_existing_file(compressed, tiny_bundle, tmp_path):

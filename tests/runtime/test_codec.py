@@ -7,10 +7,11 @@ from tests.helpers import load_image, reference_coding, tiny_model
 from licrt.runtime.backends.onnxruntime import OnnxRuntimeBackend
 from licrt.runtime.backends.perturbed import PerturbedBackend
 from licrt.runtime.codec import Codec
-from licrt.runtime.container import Container
+from licrt.runtime.container import Container, TileSection
 from licrt.runtime.errors import BitstreamError, ImageError
 from licrt.runtime.images import Photo
 from licrt.runtime.scheduler import DivergenceError
+from licrt.runtime.stages import Pixels
 
 
 @pytest.fixture(scope="module")
@@ -110,15 +111,17 @@ def test_progress_counts_every_stage_run(tiny_bundle, side, windows):
     """What the progress bar follows: one tick per stage graph run, as many as the coder announces (each stage
     once per window)."""
     codec = Codec(tiny_bundle, OnnxRuntimeBackend())
-    ((_, area, coder),) = codec._tiles(codec.grid(side, side), 0)
+    grid = codec.grid(side, side)
+    coder = codec._coder(0, grid)
     ticks = []
     coder.on_run = ticks.append
     image = load_image("parrots_256x256.png")[:side, :side]
-    coded = coder.encode((image.transpose(2, 0, 1)[None] / np.float32(255)).astype(np.float32), area)
-    assert sum(ticks) == coder.runs(encode=True, area=area) == (3 + len(tiny_bundle.manifest.schedule.steps)) * windows
+    coded = list(coder.encode(Pixels(image, grid.canvas, tiny_bundle.manifest.padding)))
+    assert sum(ticks) == coder.runs(encode=True) == (3 + len(tiny_bundle.manifest.schedule.steps)) * windows
     ticks.clear()
-    coder.decode(coded.payload, coded.digests, "", area=area)
-    assert sum(ticks) == coder.runs(encode=False, area=area) == (2 + len(tiny_bundle.manifest.schedule.steps)) * windows
+    sections = [TileSection(part.payload, part.digests) for part in coded]
+    list(coder.decode(sections, "", reconstruct=True, estimate=False))
+    assert sum(ticks) == coder.runs(encode=False) == (2 + len(tiny_bundle.manifest.schedule.steps)) * windows
 
 
 def test_gray_comes_back_gray(codec):

@@ -26,16 +26,17 @@ SAMPLE = Container(
 
 # The byte layout is a compatibility promise: this pins it.
 GOLDEN = (
-    "894c49430d0a1a0a07"          # magic, version 7
+    "894c49430d0a1a0a08"          # magic, version 8
     "0001020304050607"            # coding contract
     "01"                          # quality level 2
     "000000be000000fa"            # height 190, width 250
-    "02" "0001" "0002" "00" "02"  # bucket 2, 1x2 tiles side by side, 2 passes
+    "02" "0001" "0002" "00"       # bucket 2, 1x2 tiles side by side
+    "0001" "0002" "02"            # 1x2 sections (the tiles), 2 passes
     "01" "03" "00000002"          # gray, profile and ICC profile lengths
     "637075" "aabb"               # profile "cpu", ICC profile
-    "cd0b5c52"                    # header check
-    "00000004" "0007ffff" "01020304" "49ca75e4"   # tile 1: length, digests, payload, running check
-    "00000004" "00000001" "05060708" "b0dac1b4"   # tile 2
+    "f019053b"                    # header check
+    "00000004" "0007ffff" "01020304" "03e7b68c"   # tile 1: length, digests, payload, running check
+    "00000004" "00000001" "05060708" "57d090ca"   # tile 2
 )
 
 
@@ -110,7 +111,8 @@ def test_payloads_longer_than_the_coder_writes_are_refused():
     (bytes.fromhex("894c49430d0a1a0a04") + bytes(60), "format 4, .* decode it with licrt 0.4"),
     (bytes.fromhex("894c49430d0a1a0a05") + bytes(60), "format 5, .* decode it with licrt 0.5"),
     (bytes.fromhex("894c49430d0a1a0a06") + bytes(60), "format 6, .* decode it with licrt 0.8"),
-    (bytes.fromhex("894c49430d0a1a0a08") + bytes(60), "container format 8 is not supported"),
+    (bytes.fromhex("894c49430d0a1a0a07") + bytes(60), "format 7, .* decode it with licrt 0.9"),
+    (bytes.fromhex("894c49430d0a1a0a09") + bytes(60), "container format 9 is not supported"),
 ])
 def test_foreign_and_old_data_is_refused(data, message):
     with pytest.raises(BitstreamError, match=message):
@@ -119,7 +121,7 @@ def test_foreign_and_old_data_is_refused(data, message):
 
 def test_a_profile_that_is_not_printable_is_refused():
     header = bytearray(SAMPLE.header.to_bytes()[:-4])
-    header[39:42] = b"\x1b[2"  # a terminal escape sequence in place of "cpu", with a valid check
+    header[43:46] = b"\x1b[2"  # a terminal escape sequence in place of "cpu", with a valid check
     forged = bytes(header) + zlib.crc32(header).to_bytes(4, "big")
     with pytest.raises(BitstreamError, match="profile is not printable"):
         Header.from_bytes(forged)
@@ -136,19 +138,24 @@ def forged_header(offset: int, value: bytes) -> bytes:
 
 def test_an_icc_profile_longer_than_a_file_carries_is_refused_before_it_is_read():
     with pytest.raises(BitstreamError, match="ICC profile of 1,048,577 bytes"):
-        Header.from_bytes(forged_header(35, (MAX_ICC_PROFILE + 1).to_bytes(4, "big")))
+        Header.from_bytes(forged_header(39, (MAX_ICC_PROFILE + 1).to_bytes(4, "big")))
     with pytest.raises(ValueError, match="ICC profile"):
         Header(**{**SAMPLE.header.__dict__, "icc_profile": bytes(MAX_ICC_PROFILE + 1)}).to_bytes()
 
 
 def test_an_unknown_colour_is_refused():
     with pytest.raises(BitstreamError, match="colour 2 is neither RGB nor gray"):
-        Header.from_bytes(forged_header(33, b"\x02"))
+        Header.from_bytes(forged_header(37, b"\x02"))
 
 
 def test_an_unknown_layout_is_refused():
     with pytest.raises(BitstreamError, match="layout 2 is neither tiles nor windows"):
         Header.from_bytes(forged_header(31, b"\x02"))
+
+
+def test_tiles_that_are_not_the_sections_are_refused():
+    with pytest.raises(BitstreamError, match="its tiles are not its sections"):
+        Header.from_bytes(forged_header(34, b"\x00\x03"))
 
 
 def test_trailing_bytes_are_refused():

@@ -1,10 +1,13 @@
+import dataclasses
+
 import numpy as np
 import pytest
 
 from licrt.runtime.errors import ImageError
 from licrt.runtime.manifest import Padding
-from licrt.runtime.tiling import (DEFAULT_SHAPES, WINDOW_MARGIN, _cover, ImageArea, choose_grid, crop, extend_edges,
-                                  image_area, pad)
+from licrt.runtime.tiling import (DEFAULT_SHAPES, WINDOW_MARGIN, _cover, ImageArea, Rect, TileGrid, choose_grid, crop,
+                                  extend_edges, fewest_regions, image_area, pad)
+from licrt.runtime.limits import DEFAULT_MAX_REGION_PIXELS
 
 BUCKETS = ((512, 768), (256, 256), (768, 512))
 
@@ -133,3 +136,39 @@ def test_windows_overlap_and_one_window_is_the_tile():
     assert grid.windowed and grid.canvas == (576, 832) and (grid.rows, grid.cols) == (2, 2)
     assert choose_grid(512, 768, DEFAULT_SHAPES, 2 * WINDOW_MARGIN).canvas == (512, 768)  # Kodak: one window
     assert _cover(500, 448, 256, 64) == (448, 256) and _cover(400, 448, 256, 64) is None
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_regions_are_blocks_of_windows_that_share_the_canvas_out(seed):
+    rng = np.random.default_rng(seed)
+    for height, width in rng.integers(100, 12000, (20, 2)):
+        grid = in_regions(int(height), int(width))
+        regions = grid.regions()
+        count = np.zeros(grid.canvas, np.int8)
+        for row in regions:
+            assert len({(region.rect.top, region.rect.bottom) for region in row}) == 1  # rows of regions
+            for region in row:
+                count[region.rect.top : region.rect.bottom, region.rect.left : region.rect.right] += 1
+                assert all(region.rect.top <= w.keep_rows[0] and w.keep_rows[1] <= region.rect.bottom
+                           and region.rect.left <= w.keep_cols[0] and w.keep_cols[1] <= region.rect.right
+                           for w in region.windows)
+                # the windows are shared out evenly, not their pixels: a region may cover a little more
+                assert np.prod(region.rect.shape) <= 1.25 * DEFAULT_MAX_REGION_PIXELS
+        assert np.all(count == 1)
+        assert sum(len(region.windows) for row in regions for region in row) == grid.rows * grid.cols
+        assert grid.region_pixels <= DEFAULT_MAX_REGION_PIXELS
+        assert (len(regions), len(regions[0])) == grid.region_grid
+        assert (grid.region_grid == (1, 1)) == (np.prod(grid.canvas) <= DEFAULT_MAX_REGION_PIXELS)
+
+
+def in_regions(height: int, width: int) -> TileGrid:
+    grid = choose_grid(height, width, DEFAULT_SHAPES, 2 * WINDOW_MARGIN)
+    return dataclasses.replace(grid, region_grid=fewest_regions(grid, DEFAULT_MAX_REGION_PIXELS))
+
+
+def test_photos_up_to_16_megapixels_are_one_region():
+    grid = in_regions(3000, 4000)  # a 12 MP photo
+    assert grid.region_grid == (1, 1) and grid.regions()[0][0].rect == Rect(0, 0, *grid.canvas)
+    # 48 MP in four regions, 8K in three side by side: the shortest borders within the limit
+    assert in_regions(6000, 8000).region_grid == (2, 2)
+    assert in_regions(4320, 7680).region_grid == (1, 3)

@@ -21,7 +21,7 @@ def default_codec():
 
 def code(codec: Codec, grid: TileGrid, image: np.ndarray):
     """(payload bits, decoded pixels, ŷ symbols) of an image coded over a grid's windows at the default level."""
-    stages = WindowedStages(grid, lambda bucket: codec._bucket_stages(codec.bundle.level, bucket))
+    stages = WindowedStages(list(grid.windows()), lambda bucket: codec._bucket_stages(codec.bundle.level, bucket))
     coder = TileCoder(codec.bundle, stages)
     padding = codec.bundle.manifest.padding
     area = image_area(*image.shape[:2], grid.canvas, padding)
