@@ -3,14 +3,14 @@
 Each image runs in a process of its own (so its peak memory is its own):
 compress, then decompress, with the API and the bundle given; timings are
 of a second, warm run (graphs loaded) unless the image has more than
-``--warm-limit`` megapixels. Reported per image: its grid (tiles or windows), the pixels
-the stage graphs process against the image's, bpp, PSNR, seconds per
-megapixel, peak resident memory, and the seam statistic: the mean absolute
-jump between neighbouring pixel rows (columns) across a tile border (where
-one window's kept part meets the next), against
-the median of the same over every other row (column) boundary of the
-decoded image, and of the original at the same places (what the content
-itself jumps there).
+``--warm-limit`` megapixels. Reported per image: its grid (tiles or
+windows), the pixels the stage graphs process against the image's, bpp,
+PSNR, seconds per megapixel, peak resident memory (loading the image
+included, measuring it not), and the seam statistic: the mean absolute jump
+between neighbouring pixel rows (columns) across a tile border (where one
+window's kept part meets the next), against the median of the same over
+every other row (column) boundary of the decoded image, and of the original
+at the same places (what the content itself jumps there).
 
 An image is named ``PATH`` (the photo as it is), ``PATH@HxW`` (its top-left
 H×W crop) or ``PATH^HxW`` (resized with Lanczos to cover H×W, then
@@ -98,6 +98,8 @@ def measure(spec: str, bundle: str | None, warm_limit: float) -> dict:
     if warm:
         codec.decompress(codec.compress(image))
     data, decoded, compress_s, decompress_s = timed_round_trip(codec, image)
+    # before anything here measures the image (PSNR and seams take float copies of it)
+    peak_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10
     grid = codec.grid(height, width)
     megapixels = height * width / 1e6
     return {
@@ -108,7 +110,7 @@ def measure(spec: str, bundle: str | None, warm_limit: float) -> dict:
         "bpp": 8 * len(data) / (height * width), "psnr_db": psnr(image, decoded), "warm": warm,
         "compress_s": compress_s, "decompress_s": decompress_s,
         "compress_s_per_mp": compress_s / megapixels, "decompress_s_per_mp": decompress_s / megapixels,
-        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10,
+        "peak_rss_mib": peak_rss_mib,
         "seams": seam_statistic(decoded, image, *grid.borders()),
     }
 

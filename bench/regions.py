@@ -2,11 +2,11 @@
 
 Every variant codes the same grid of windows with the default bundle, g_a and g_s over the whole canvas, and
 runs the entropy path (hyperprior and context) region by region, regions of at most ``--region-pixels``
-(licrt's default: 2²⁴), or over the whole image at once (one region, what licrt 0.9 did). Side
-by side in one process, per image and variant: payload bits, PSNR, the seam statistic of ``any_size.py`` at
-the lines where regions meet, seconds per megapixel to compress and decompress (warm: the graphs a variant
-runs loaded by a first round trip), and the peak of numpy's allocations (tracemalloc) in a third, traced
-run: what the image's own arrays cost, which regions bound.
+(licrt's default: 2²⁴), or over the whole image at once (one region, what licrt 0.9 did). Side by side in one
+process, per image and variant: payload bits, PSNR, the seam statistic of ``any_size.py`` at the lines where
+its regions meet (and one region's at the same lines), seconds per megapixel to compress and decompress
+(warm: the graphs a variant runs loaded by a first round trip), and the peak of numpy's allocations
+(tracemalloc) in a third, traced run: what the image's own arrays cost, which regions bound.
 
 Images are named as in ``any_size.py`` (``PATH``, ``PATH@HxW``, ``PATH^HxW``).
 
@@ -60,6 +60,7 @@ def measure(codec: Codec, spec: str, region_pixels: list[int]) -> dict:
     grid = codec.grid(height, width)
     result = {"image": spec.split("/")[-1], "height": height, "width": width, "windows": grid.rows * grid.cols,
               "variants": {}}
+    decoded_by_variant = {}
     for index, limit in enumerate([*region_pixels, None]):
         variant = dataclasses.replace(grid, region_grid=(1, 1) if limit is None else fewest_regions(grid, limit))
         regions = variant.regions()
@@ -78,12 +79,17 @@ def measure(codec: Codec, spec: str, region_pixels: list[int]) -> dict:
                "round_trip_s_per_mp": seconds / (pixels / 1e6), "numpy_peak_bytes_per_pixel": peak / pixels,
                "numpy_peak_mib": peak / 2**20}
         print(spec, row, flush=True)
-        row["seams_at_region_lines"] = seam_statistic(decoded, image, *lines)
-        result["variants"]["one region" if limit is None else f"regions of at most {limit:,} pixels"] = row
+        name = "one region" if limit is None else f"regions of at most {limit:,} pixels"
+        result["variants"][name] = row
+        decoded_by_variant[name] = decoded
     whole = result["variants"]["one region"]
-    for row in result["variants"].values():
+    for name, row in result["variants"].items():
         row["bits_vs_one_region"] = row["bpp"] / whole["bpp"] - 1
         row["psnr_vs_one_region_db"] = row["psnr_db"] - whole["psnr_db"]
+        # at the lines where this variant's regions meet: its decoding, one region's, and the photo's
+        row["seams_at_region_lines"] = seam_statistic(decoded_by_variant[name], image, *row["region_lines"])
+        row["one_region_seams_at_these_lines"] = seam_statistic(decoded_by_variant["one region"], image,
+                                                                *row["region_lines"])
     return result
 
 
