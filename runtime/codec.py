@@ -31,7 +31,7 @@ from .limits import Limits
 from .regions import RegionCoder
 from .scheduler import CodedTile, TileCoder
 from .stages import BucketStages, Convert, Pixels
-from .tiling import (WINDOW_MARGIN, ImageArea, Rect, Tile, TileGrid, choose_grid, crop, fewest_regions, image_area,
+from .tiling import (WINDOW_MARGIN, ImageArea, Rect, Tile, TileGrid, choose_grid, choose_regions, crop, image_area,
                      image_offsets)
 
 #: Ends the profile a file records when it was encoded without the guard.
@@ -156,12 +156,19 @@ class Codec:
         Raises:
             LimitError: the image is over the limits (``what`` names it).
         """
+        grid = self._grid(height, width, what)
+        if not grid.windowed:
+            return grid
+        grid = dataclasses.replace(grid, region_grid=choose_regions(grid, self.limits.max_region_pixels))
+        self.limits.check_region(grid.region_pixels, what)  # a limit below one window's part
+        return grid
+
+    def _grid(self, height: int, width: int, what: str) -> TileGrid:
+        """The grid of windows (in one region) or tiles for an image, within the limits on pixels and parts."""
         self.limits.check_pixels(height, width, what)
         grid = choose_grid(height, width, self.bundle.bucket_shapes, self._overlap)
         self.limits.check_tiles(grid.rows * grid.cols, what, "windows" if grid.windowed else "tiles")
-        if not grid.windowed:
-            return grid
-        return dataclasses.replace(grid, region_grid=fewest_regions(grid, self.limits.max_region_pixels))
+        return grid
 
     def compress(self, image: str | Path | np.ndarray | Photo, *, quality: int | None = None,
                  progress: bool = False) -> bytes:
@@ -286,7 +293,7 @@ class Codec:
         if header.level >= levels:
             raise BitstreamError(f"the file was coded at quality level {header.level + 1}; its bundle has "
                                  f"{levels}")
-        grid = self.grid(header.height, header.width, "the file's image")
+        grid = self._grid(header.height, header.width, "the file's image")
         if (grid.bucket, grid.rows, grid.cols, grid.windowed) != (header.bucket, header.tile_rows, header.tile_cols,
                                                                   header.windowed):
             raise BitstreamError("the file's grid of tiles or windows does not match its image size")

@@ -23,8 +23,8 @@ Shapes = dict[str, dict[str, tuple[int, ...]]]
 
 class Pixels:
     """An (H, W, C) uint8 image that a graph takes as (1, C, h, w) float32 in [0, 1], padded to ``shape`` by the
-    bundle's rule and converted only where a window cuts it: the whole padded image as floats would take four
-    times its bytes, and padded first, as many again."""
+    bundle's rule: padded and converted only where a window cuts it (the whole image as floats would take four
+    times its bytes, a padded copy of it as many again as the image)."""
 
     def __init__(self, image: np.ndarray, shape: tuple[int, int], padding: Padding):
         self.image = image

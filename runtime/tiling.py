@@ -10,7 +10,7 @@ processes the fewest pixels (:func:`choose_grid`), in one of two ways:
   edges its graphs zero-pad. The transforms g_a and g_s run over the whole
   canvas, so pixels have no seams; the entropy path (hyperprior and context)
   runs region by region (:meth:`TileGrid.regions`, blocks of windows, as
-  few as keep within a limit of pixels: :func:`fewest_regions`), each region
+  few as keep within a limit of pixels: :func:`choose_regions`), each region
   coded as one section, so that what a coder holds is bounded by a region
   whatever the image size. An image within the limit is one region: its
   latents, entropy parameters and pixels are those of the whole image.
@@ -217,7 +217,7 @@ class TileGrid:
             top += tile_height
 
 
-def fewest_regions(grid: TileGrid, max_pixels: int) -> tuple[int, int]:
+def choose_regions(grid: TileGrid, max_pixels: int) -> tuple[int, int]:
     """Rows and columns of regions a grid of windows is coded in: of those that hold ``max_pixels`` canvas
     pixels each at most on average, the ones whose borders are shortest (where regions meet, the hyperprior and
     the context start afresh, which costs bits in proportion: bench/results/regions.json), then the fewest; as

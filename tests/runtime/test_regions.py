@@ -71,6 +71,10 @@ def test_a_decoder_refuses_regions_larger_than_its_limit(files, backend):
         strict.decompress(two)
     with pytest.raises(LimitError, match="regions of 245,760 pixels"):
         strict.decompress(one)
+    # nor does an encoder code a region smaller than a window keeps: it refuses before any work
+    with pytest.raises(LimitError, match="the image is coded in regions of 81,920 pixels, more than the limit of "
+                                         "1,000"):
+        Codec(whole.bundle, backend, Limits(max_region_pixels=1000)).compress(np.zeros((*SHAPE, 3), np.uint8))
 
 
 def forged(data: bytes, **fields) -> bytes:

@@ -6,7 +6,7 @@ import pytest
 from licrt.runtime.errors import ImageError
 from licrt.runtime.manifest import Padding
 from licrt.runtime.tiling import (DEFAULT_SHAPES, WINDOW_MARGIN, _cover, ImageArea, Rect, TileGrid, choose_grid, crop,
-                                  extend_edges, fewest_regions, image_area, pad)
+                                  choose_regions, extend_edges, image_area, pad)
 from licrt.runtime.limits import DEFAULT_MAX_REGION_PIXELS
 
 BUCKETS = ((512, 768), (256, 256), (768, 512))
@@ -163,7 +163,7 @@ def test_regions_are_blocks_of_windows_that_share_the_canvas_out(seed):
 
 def in_regions(height: int, width: int) -> TileGrid:
     grid = choose_grid(height, width, DEFAULT_SHAPES, 2 * WINDOW_MARGIN)
-    return dataclasses.replace(grid, region_grid=fewest_regions(grid, DEFAULT_MAX_REGION_PIXELS))
+    return dataclasses.replace(grid, region_grid=choose_regions(grid, DEFAULT_MAX_REGION_PIXELS))
 
 
 def test_photos_up_to_16_megapixels_are_one_region():
