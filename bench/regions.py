@@ -31,7 +31,7 @@ from licrt.runtime.codec import Codec, _to_pixels
 from licrt.runtime.container import TileSection
 from licrt.runtime.stages import Pixels
 from licrt.runtime.limits import DEFAULT_MAX_REGION_PIXELS
-from licrt.runtime.tiling import TileGrid, fewest_regions, image_offsets
+from licrt.runtime.tiling import TileGrid, choose_regions, image_offsets
 
 from any_size import load, seam_statistic  # sibling scripts: python puts bench/ on the path
 from report import save_report
@@ -62,7 +62,7 @@ def measure(codec: Codec, spec: str, region_pixels: list[int]) -> dict:
               "variants": {}}
     decoded_by_variant = {}
     for index, limit in enumerate([*region_pixels, None]):
-        variant = dataclasses.replace(grid, region_grid=(1, 1) if limit is None else fewest_regions(grid, limit))
+        variant = dataclasses.replace(grid, region_grid=(1, 1) if limit is None else choose_regions(grid, limit))
         regions = variant.regions()
         lines = [[row[0].rect.top for row in regions[1:]], [region.rect.left for region in regions[0][1:]]]
         if variant.region_grid != (1, 1) or index == 0:  # one region runs no graph another variant did not
