@@ -1,12 +1,14 @@
 """Coding an image on a grid of windows: the transforms over the whole canvas, the entropy path region by region.
 
-g_a and g_s run window by window over the whole canvas, so the pixels have no
-seams. The entropy path (h_a, h_s, the passes) runs on one region at a time
+g_a and g_s run window by window over the whole canvas, so they see across
+the lines where regions meet. The entropy path (h_a, h_s, the passes) runs on
+one region at a time
 (:meth:`licrt.runtime.tiling.TileGrid.regions`), each coded as one section on a
 grid of its own: a region's latents, entropy parameters and symbols are all a
 coder holds at once, so memory is bounded by a region whatever the image size.
 Where regions meet, the hyperprior and the context start afresh, as at an
-image's edge (bench/results/regions.json measures what that costs).
+image's edge (bench/results/regions.json measures what that costs in bits,
+and the faint seam it leaves).
 
 The decoder decodes region after region, row by row, and runs g_s on every
 row of windows whose ŷ is complete, keeping of ŷ only what the next rows of
