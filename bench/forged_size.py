@@ -30,7 +30,7 @@ from report import save_report
 from licrt.runtime import Codec, LicrtError
 from licrt.runtime.container import Container, Header, TileSection
 from licrt.runtime.codec import grid_overlap
-from licrt.runtime.tiling import choose_grid
+from licrt.runtime.tiling import choose_grid, choose_regions
 
 SIDES = {"200000x200000": 200_000, "16384x16384": 2**14}
 
@@ -39,9 +39,10 @@ def forged_file(codec: Codec, side: int) -> bytes:
     """A file whose header asks for a side² image and is otherwise consistent (its grid is the one the codec
     derives; codec.grid would refuse the size first)."""
     grid = choose_grid(side, side, codec.bundle.bucket_shapes, grid_overlap(codec.bundle))
+    regions = choose_regions(grid, codec.limits.max_region_pixels) if grid.windowed else (1, 1)
     passes = 1 + len(codec.bundle.manifest.schedule.steps)
     header = Header(codec.bundle.contract, codec.backend.profile, side, side, grid.bucket, grid.rows, grid.cols,
-                    passes, windowed=grid.windowed, regions=grid.region_grid)
+                    passes, windowed=grid.windowed, regions=regions)
     section = TileSection(bytes(4), (0,) * passes)
     return Container(header, (section,) * header.sections).to_bytes()
 
