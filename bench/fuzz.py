@@ -1,8 +1,9 @@
 """The long fuzzing run: hostile compressed files against the whole decoder, every outcome counted.
 
 Runs the harness of ``tests/fuzzing.py`` (raw damage and forgeries with every
-check recomputed, judged by its oracle) on the tiny model with a 64×64 bucket:
-every truncation of every corpus file, then ``--examples`` inputs drawn by
+check recomputed, judged by its oracle) on the tiny model with a 64×64 bucket
+(files of tiles), or with ``--windowed`` a 128×128 bucket (files of windows,
+one of them in two regions): every truncation of every corpus file, then ``--examples`` inputs drawn by
 hypothesis, then ``--memory-examples`` drawn uniformly by numpy while the
 resident memory is watched (hypothesis itself keeps every example's choices,
 so its phase says nothing about the decoder's memory). Crashes, wrong images
@@ -10,6 +11,7 @@ and decodes slower than ``--hang-seconds`` are counted, the first 20 kept with
 their input, and make the script exit with status 1.
 
     python bench/fuzz.py --examples 100000 --out bench/results/fuzz.json
+    python bench/fuzz.py --windowed --examples 20000 --out bench/results/fuzz-windows.json
 """
 
 from __future__ import annotations
@@ -55,11 +57,12 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--memory-examples", type=int, default=10_000)
     parser.add_argument("--hang-seconds", type=float, default=10.0)
+    parser.add_argument("--windowed", action="store_true", help="the corpus of windowed files")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory() as folder:
-        codec, corpus = fuzzing.fuzz_codec(Path(folder))
+        codec, corpus = fuzzing.fuzz_codec(Path(folder), windowed=args.windowed)
         outcomes: collections.Counter = collections.Counter()
         failures: list[dict] = []
         slowest = 0.0
