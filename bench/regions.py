@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from licrt.evaluation.metrics import psnr
-from licrt.runtime.codec import Codec, _to_pixels
+from licrt.runtime.codec import Codec, _on_image, _to_pixels
 from licrt.runtime.container import TileSection
 from licrt.runtime.stages import Pixels
 from licrt.runtime.limits import DEFAULT_MAX_REGION_PIXELS
@@ -44,13 +44,13 @@ def round_trip(codec: Codec, grid: TileGrid, image: np.ndarray) -> tuple[int, np
     padding = codec.bundle.manifest.padding
     sections = [TileSection(coded.payload, coded.digests)
                 for coded in coder.encode(Pixels(image, grid.canvas, padding))]
-    canvas = np.empty((*grid.canvas, 3), np.uint8)
+    decoded = np.empty_like(image)
+    top, left = image_offsets(*image.shape[:2], grid.canvas, padding)
     for _, parts in coder.decode(sections, "", True, False, partial(_to_pixels, gray=False)):
         for rect, pixels in parts:
-            canvas[rect.top : rect.bottom, rect.left : rect.right] = pixels[0].transpose(1, 2, 0)
-    top, left = image_offsets(*image.shape[:2], grid.canvas, padding)
-    return 8 * sum(len(section.payload) for section in sections), canvas[top:, left:][: image.shape[0],
-                                                                                      : image.shape[1]]
+            rows, cols, part = _on_image(rect, pixels, top, left, grid)
+            decoded[rows, cols] = part
+    return 8 * sum(len(section.payload) for section in sections), decoded
 
 
 def measure(codec: Codec, spec: str, region_pixels: list[int]) -> dict:

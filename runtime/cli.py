@@ -85,14 +85,15 @@ def info(args) -> None:
     from .codec import UNGUARDED, open_compressed
 
     with open_compressed(args.input) as (_, header, size):
+        regions = (f"entropy path in {header.regions[0]}x{header.regions[1]} regions"
+                   if header.windowed and header.sections > 1 else "")
         rows = [
             ("file", f"{args.input}"),
             ("size", f"{size:,} bytes, {8 * size / (header.height * header.width):.4f} bpp"),
             ("image", f"{header.width}x{header.height} {'gray' if header.gray else 'RGB'}"
                       + (f", ICC profile {len(header.icc_profile):,} bytes" if header.icc_profile else "")),
             ("grid", f"{header.tile_rows}x{header.tile_cols} {'windows' if header.windowed else 'tiles'}"
-                     + (f", entropy path in {header.regions[0]}x{header.regions[1]} regions"
-                        if header.windowed and header.sections > 1 else "")),
+                     + (f", {regions}" if regions else "")),
             ("coding contract", header.contract.hex()),
             ("encoder profile", header.profile),
         ]
@@ -115,8 +116,7 @@ def info(args) -> None:
                   f"{'+'.join(map(str, grid.row_heights))} by columns {'+'.join(map(str, grid.col_widths))} pixels"
                   + (f" overlapping by {grid.overlap}" if grid.windowed else "")
                   + f" ({processed:.2f}× the image's pixels processed)"
-                  + (f"; entropy path in {header.regions[0]}x{header.regions[1]} regions"
-                     if header.windowed and header.sections > 1 else ""))
+                  + (f"; {regions}" if regions else ""))
         rows = [(key, layout if key == "grid" else value) for key, value in rows]
         rows += [
             ("framing", f"{report.container.framing:,} bytes (header and sections)"),

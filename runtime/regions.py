@@ -52,7 +52,8 @@ class RegionCoder:
             coder = TileCoder(bundle, WindowedStages(list(own.windows()), stages_of), guard)
             self.coders.append((region, coder, area.within(region.rect, own.canvas)))
         #: Canvas pixels per latent of ŷ.
-        self.stride = own.canvas[0] // coder.y_shape[2]
+        _, first, _ = self.coders[0]
+        self.stride = first.stages.inputs.shape[0] // first.y_shape[2]
         self._on_run: Callable[[int], object] | None = None
 
     @property

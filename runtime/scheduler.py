@@ -1,5 +1,5 @@
-"""The generic coding scheduler: one tile, or a whole image window by window (:mod:`.stages`), through a
-bundle's stages and schedule.
+"""The generic coding scheduler: one tile, or one region of an image window by window (:mod:`.stages`,
+:mod:`.regions`), through a bundle's stages and schedule.
 
 Encoding and decoding run the *same* graphs in the *same* order on the same
 inputs; the encoder builds ŷ exactly as the decoder will (symbol + μ, in
@@ -140,7 +140,7 @@ class DivergenceError(BitstreamError):
 
 
 class TileCoder:
-    """Codes tiles of one shape: a bucket's, or a grid's canvas coded window by window.
+    """Codes tiles of one shape: a bucket's, or a region's canvas coded window by window.
 
     Args:
         bundle: The opened bundle.
