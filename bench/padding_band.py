@@ -9,8 +9,9 @@ same rule):
 
 * band B: also code the B latents beyond the image on each side (they hold
   the padding g_a saw), for B = 0, 1, 2;
-* padding: replicate the edge (the default bundle's rule), reflect it, or
-  pad with zeros — what g_a sees in the partly covered blocks;
+* padding: replicate the edge (the default bundle's rule), reflect it, the
+  mean of the last 8 rows or columns, or zeros — what g_a sees in the partly
+  covered blocks;
 * synthesis fill: what g_s sees where nothing was coded, the nearest coded
   latent (licrt's rule) or zeros.
 
@@ -32,8 +33,7 @@ import numpy as np
 from PIL import Image
 
 from licrt.evaluation.metrics import psnr
-from licrt.runtime import codec as codec_module
-from licrt.runtime import scheduler, tiling
+from licrt.runtime import scheduler, stages, tiling
 from licrt.runtime.codec import Codec
 
 from report import dataset_names, save_report  # a sibling script: python puts bench/ on the path
@@ -62,14 +62,13 @@ def banded_mask(band: int):
 
 
 def padded_with(mode: str):
-    """tiling.pad with another numpy padding mode (anchor as the bundle says)."""
+    """stages.pad_by with another numpy padding mode; ``mean``: the mean of the last 8 rows or columns."""
+    options = {"stat_length": 8} if mode == "mean" else {}
 
-    def pad(tile, height, width, padding):
-        top, bottom = tiling._offsets(tile.shape[0], height, padding)
-        left, right = tiling._offsets(tile.shape[1], width, padding)
-        return np.pad(tile, ((top, bottom), (left, right), (0, 0)), mode=mode)
+    def pad_by(tile, before, after, padding):
+        return np.pad(tile, ((before[0], after[0]), (before[1], after[1]), (0, 0)), mode=mode, **options)
 
-    return pad
+    return pad_by
 
 
 def strip_psnr(image: np.ndarray, decoded: np.ndarray) -> float:
@@ -91,7 +90,7 @@ def main() -> None:
     paths = [path for path in sorted(args.photos.glob("*.png"))
              if min(Image.open(path).size) >= 713 and max(Image.open(path).size) >= 999][: args.count]
     settings = [(0, "edge", "zeros"), *((band, "edge", "nearest") for band in (0, 1, 2)),
-                (0, "reflect", "nearest"), (0, "constant", "nearest")]
+                *((0, mode, "nearest") for mode in ("reflect", "mean", "constant"))]
     rows = []
     for name, path in zip(dataset_names(args.photos, paths), paths, strict=True):
         photo = np.asarray(Image.open(path).convert("RGB"))
@@ -100,17 +99,16 @@ def main() -> None:
             image = photo[:height, :width]
             for band, mode, fill in settings:
                 tiling.ImageArea.latent_mask, plain_mask = banded_mask(band), tiling.ImageArea.latent_mask
-                codec_module.pad, plain_pad = padded_with(mode), codec_module.pad
+                stages.pad_by, plain_pad = padded_with(mode), stages.pad_by
                 plain_fill = scheduler.extend_edges
                 if fill == "zeros":
                     scheduler.extend_edges = lambda y_hat, coded: y_hat
-                for coder in codec._coders.values():  # they keep each area's coded latents
-                    coder._layouts.clear()
+                codec._coders.clear()  # they keep each area's coded latents
                 try:
                     data = codec.compress(image)
                     decoded = codec.decompress(data)
                 finally:
-                    tiling.ImageArea.latent_mask, codec_module.pad = plain_mask, plain_pad
+                    tiling.ImageArea.latent_mask, stages.pad_by = plain_mask, plain_pad
                     scheduler.extend_edges = plain_fill
                 rows.append({"image": name, "crop": f"{height}x{width}", "band": band, "padding": mode,
                              "synthesis_fill": fill,

@@ -173,11 +173,15 @@ class CategoricalTables:
 
     def information_bits(self, values: np.ndarray, rows: np.ndarray) -> float:
         """−Σ log2 p of the values under their rows as the coder sees them (escape payload included)."""
+        return float(self.element_bits(values, rows).sum())
+
+    def element_bits(self, values: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """−log2 p of each value under its row as the coder sees it (its escape payload included), flat."""
         values = np.asarray(values).ravel()
         rows = np.asarray(rows).ravel()
         indices, escaped = self._indices(values, rows)
         p = self.probabilities[self.starts[rows] + indices] / self._totals[rows]
-        return symbol_bits(p) + float(escaped.sum()) * ESCAPE_BITS
+        return -np.log2(np.maximum(p, _CODER_MIN_PROBABILITY)) + escaped * ESCAPE_BITS
 
 
 class ScaleTable:

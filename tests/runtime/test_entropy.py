@@ -1,9 +1,11 @@
+import math
+
 import constriction
 import numpy as np
 import pytest
 
 from licrt.export.entropy_models import SCALE_TABLE, gaussian_tables
-from licrt.runtime.entropy import ESCAPE_LIMIT, CategoricalTables, ScaleTable, tables_from_arrays
+from licrt.runtime.entropy import ESCAPE_BITS, ESCAPE_LIMIT, CategoricalTables, ScaleTable, tables_from_arrays
 from licrt.runtime.errors import BitstreamError, BundleError, CodingError
 from licrt.runtime.guard import Guard
 
@@ -38,6 +40,19 @@ def test_gaussian_round_trip_matches_information_content(y_tables):
     assert np.array_equal(decoded, values)
     ideal = tables.information_bits(values, rows)
     assert ideal <= bits <= ideal * 1.001 + 64
+
+
+def test_element_bits_price_each_value_by_its_probability(y_tables):
+    tables, scale_table = y_tables
+    scale = float(SCALE_TABLE[np.argmin(np.abs(np.log(SCALE_TABLE)))])  # the table's scale nearest 1
+    rows, _ = rows_of(scale_table, np.full(4, scale, np.float32))
+    values = np.array([0, 1, 3, -40], np.int32)
+    bits = tables.element_bits(values, rows)
+    cdf = [0.5 * (1 + math.erf(edge / scale / math.sqrt(2))) for edge in (-0.5, 0.5, 1.5)]
+    assert bits[:2] == pytest.approx(-np.log2(np.diff(cdf)), rel=0.01)  # P(0), P(1) under N(0, scale)
+    assert bits[0] < bits[1] < bits[2] < bits[3]
+    assert bits[3] > ESCAPE_BITS  # escaped: the escape bin and the value's own payload
+    assert bits.sum() == pytest.approx(tables.information_bits(values, rows))
 
 
 def test_out_of_range_values_escape_and_round_trip(y_tables):
