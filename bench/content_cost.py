@@ -8,8 +8,11 @@ costs: the context and hyperprior start afresh at its edges, and, unless it is e
 padding. Crops start at the photo's top-left corner, so their top and left edges are the photo's too.
 
 Compare each crop's excess with the excess of the crop that is exactly a bucket's shape (512x768 in the
-default bundle): the difference is what not being a bucket's shape costs. Bits are −Σ log2 p of ẑ and ŷ under
-the coding tables (the file adds the guard's side streams, the coder's termination and its header: reported).
+default bundle): the difference is what not being a bucket's shape costs. Where a crop's side ends inside a
+latent block, the bits of its half-covered latents are also set against the same blocks' bits in the photo.
+
+Bits are −Σ log2 p of ẑ and ŷ under the coding tables (the file adds the guard's side streams, the coder's
+termination and its header: reported).
 
 Example::
 
@@ -69,7 +72,8 @@ def bit_maps():
 
 
 def coded(codec: Codec, image: np.ndarray) -> dict:
-    """Code an image (one region): its payload bits and the bits its symbols cost on its pixels, (H, W)."""
+    """Code an image (one region): its file's bits, ŷ's bits per latent and the bits its symbols cost on its
+    pixels, (H, W)."""
     height, width = image.shape[:2]
     grid = codec.grid(height, width)
     if grid.region_grid != (1, 1):
@@ -84,9 +88,22 @@ def coded(codec: Codec, image: np.ndarray) -> dict:
     per_pixel += (np.kron(bits["z"], np.ones((z_stride, z_stride))) / z_stride**2)[: canvas[0], : canvas[1]]
     top, left = image_offsets(height, width, canvas, codec.bundle.manifest.padding)
     return {"file_bits": 8 * len(data), "side_bits": codec.inspect(data).side_bits,
-            "information_bits": float(bits["y"].sum() + bits["z"].sum()),
+            "information_bits": float(bits["y"].sum() + bits["z"].sum()), "y_bits": bits["y"],
+            "y_stride": y_stride, "at_corner": (top, left) == (0, 0),
             "per_pixel": per_pixel[top : top + height, left : left + width],
-            "windows": grid.rows * grid.cols}
+            "windows": grid.rows * grid.cols, "exact_bucket": grid.coded_pixels == height * width}
+
+
+def half_covered(height: int, width: int, stride: int) -> np.ndarray | None:
+    """(rows, cols) mask of the latents an image at the canvas's corner covers only in part (None: none)."""
+    if height % stride == 0 and width % stride == 0:
+        return None
+    mask = np.zeros((-(-height // stride), -(-width // stride)), bool)
+    if height % stride:
+        mask[-1] = True
+    if width % stride:
+        mask[:, -1] = True
+    return mask
 
 
 def measure(codec: Codec, path: Path, crops: list[tuple[int, int]]) -> dict:
@@ -96,15 +113,19 @@ def measure(codec: Codec, path: Path, crops: list[tuple[int, int]]) -> dict:
     for height, width in crops:
         crop = coded(codec, photo[:height, :width])
         in_photo = float(whole["per_pixel"][:height, :width].sum())
-        rows.append({"crop": f"{height}x{width}", "windows": crop["windows"],
-                     "bpp": crop["file_bits"] / (height * width),
-                     "information_bits": crop["information_bits"], "in_photo_bits": in_photo,
-                     "excess": crop["information_bits"] / in_photo - 1,
-                     "side_bits": crop["side_bits"],
-                     "file_over_information": crop["file_bits"] / crop["information_bits"] - 1})
-        print(path.name, rows[-1], flush=True)
-    bucket = next((row for row in rows if codec.grid(*map(int, row["crop"].split("x"))).coded_pixels
-                   == np.prod(list(map(int, row["crop"].split("x"))))), None)
+        row = {"crop": f"{height}x{width}", "windows": crop["windows"], "exact_bucket": crop["exact_bucket"],
+               "bpp": crop["file_bits"] / (height * width),
+               "information_bits": crop["information_bits"], "in_photo_bits": in_photo,
+               "excess": crop["information_bits"] / in_photo - 1, "side_bits": crop["side_bits"],
+               "file_over_information": crop["file_bits"] / crop["information_bits"] - 1}
+        mask = half_covered(height, width, crop["y_stride"])
+        if mask is not None and crop["at_corner"] and whole["at_corner"]:  # both latent grids start at (0, 0)
+            same_blocks = whole["y_bits"][: mask.shape[0], : mask.shape[1]][mask].sum()
+            row["half_covered_latents_vs_photo"] = float(crop["y_bits"][: mask.shape[0], : mask.shape[1]][mask].sum()
+                                                         / same_blocks)
+        rows.append(row)
+        print(path.name, row, flush=True)
+    bucket = next((row for row in rows if row["exact_bucket"]), None)
     for row in rows:
         row["excess_vs_bucket_crop"] = None if bucket is None else (1 + row["excess"]) / (1 + bucket["excess"]) - 1
     return {"photo": f"{path.parent.name}/{path.name}", "height": photo.shape[0], "width": photo.shape[1],
