@@ -82,7 +82,12 @@ def decode_escapes(decoder, values: np.ndarray, escaped: np.ndarray, echo=None) 
 
 def symbol_bits(probabilities: np.ndarray) -> float:
     """Σ −log2 p over the coded entries' probabilities, as the range coder prices them."""
-    return float(-np.log2(np.maximum(probabilities, _CODER_MIN_PROBABILITY)).sum())
+    return float(each_symbol_bits(probabilities).sum())
+
+
+def each_symbol_bits(probabilities: np.ndarray) -> np.ndarray:
+    """−log2 p of each coded entry's probability, as the range coder prices it (no less than its smallest)."""
+    return -np.log2(np.maximum(probabilities, _CODER_MIN_PROBABILITY))
 
 
 def max_coded_bytes(symbols: int) -> int:
@@ -181,7 +186,7 @@ class CategoricalTables:
         rows = np.asarray(rows).ravel()
         indices, escaped = self._indices(values, rows)
         p = self.probabilities[self.starts[rows] + indices] / self._totals[rows]
-        return -np.log2(np.maximum(p, _CODER_MIN_PROBABILITY)) + escaped * ESCAPE_BITS
+        return each_symbol_bits(p) + escaped * ESCAPE_BITS
 
 
 class ScaleTable:
